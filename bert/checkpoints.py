@@ -1,0 +1,146 @@
+"""Checkpoints in Google's name-based layout.
+
+Loading is a lookup by name plus a shape check, so Google's pre-trained
+checkpoints (`bert_model.ckpt`), checkpoints fine-tuned by Google's
+`run_classifier.py` (`model.ckpt-N`) and this project's own checkpoints all load
+the same way.  Saving writes the same layout (`bert/...`, `output_weights`,
+`.../adam_m`, `.../adam_v`, `global_step`), so Google's tools read ours too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+import tensorflow as tf
+from absl import logging
+
+from bert.errors import UserError
+
+# Checkpoint variables that are never model weights: optimiser state and the
+# pre-training heads. They are reported as a count, not one by one.
+_TRAINING_STATE = re.compile(r"(/adam_[mv]$|^global_step$|^cls/)")
+
+
+def resolve_checkpoint(path: str) -> str:
+  """A checkpoint prefix (`.../model.ckpt-100`) or a directory holding a
+  `checkpoint` file -> the prefix to read."""
+  if tf.io.gfile.isdir(path):
+    latest = tf.train.latest_checkpoint(path)
+    if latest is None:
+      raise UserError(f"{path}: directory holds no checkpoint (no 'checkpoint'"
+                      " file pointing at a model.ckpt-N)")
+    return latest
+  if not tf.io.gfile.exists(path + ".index"):
+    raise UserError(f"{path}: no checkpoint here (expected {path}.index and "
+                    f"{path}.data-*, or a directory with a 'checkpoint' file)")
+  return path
+
+
+@dataclasses.dataclass
+class LoadReport:
+  checkpoint: str
+  loaded: list[str]
+  missing: list[str]   # model variables the checkpoint lacks
+  unused: list[str]    # checkpoint variables the model did not take
+
+  def summary(self) -> str:
+    ignored = [n for n in self.unused if _TRAINING_STATE.search(n)]
+    unused = [n for n in self.unused if not _TRAINING_STATE.search(n)]
+    lines = [f"Loaded {len(self.loaded)} variables from {self.checkpoint}"]
+    if self.missing:
+      lines.append("Not in the checkpoint, left at their initial values: " +
+                   ", ".join(self.missing))
+    if unused:
+      lines.append("Checkpoint variables not used: " + ", ".join(unused))
+    if ignored:
+      heads = sorted({n.split("/")[0] + "/" + n.split("/")[1]
+                      for n in ignored if n.startswith("cls/")})
+      lines.append(f"Ignored {len(ignored)} training-state variables "
+                   f"(optimizer slots, global_step{', ' if heads else ''}"
+                   f"{', '.join(heads)})")
+    return "\n".join(lines)
+
+
+def load_by_name(variables: dict[str, tf.Variable], checkpoint: str, *,
+                 name_map: dict[str, str] | None = None,
+                 strict: bool = False) -> LoadReport:
+  """Assigns each variable the checkpoint tensor of the same name.
+
+  Args:
+    variables: Google name -> variable (see `modeling.variables_by_name`).
+    checkpoint: a checkpoint prefix or a directory.
+    name_map: optional model name -> checkpoint name overrides (e.g. student
+      layer_1 <- teacher layer_2).
+    strict: every model variable must be found (prediction, export).
+
+  Raises:
+    UserError: on a shape mismatch (naming the variable and both shapes), or a
+      missing variable when `strict`.
+  """
+  path = resolve_checkpoint(checkpoint)
+  try:
+    reader = tf.train.load_checkpoint(path)
+  except (tf.errors.OpError, ValueError) as e:
+    raise UserError(f"{path}: unreadable checkpoint ({e.__class__.__name__})"
+                    ) from None
+  shapes = reader.get_variable_to_shape_map()
+  name_map = name_map or {}
+  loaded, missing, used = [], [], set()
+  for name, variable in sorted(variables.items()):
+    source = name_map.get(name, name)
+    if source not in shapes:
+      missing.append(name)
+      continue
+    want = variable.shape.as_list()
+    if list(shapes[source]) != want:
+      raise UserError(
+          f"{path}: variable {source} has shape {list(shapes[source])} in the "
+          f"checkpoint but the model needs {want} for {name} (does "
+          "bert_config.json / the label list match this checkpoint?)")
+    variable.assign(reader.get_tensor(source))
+    loaded.append(name)
+    used.add(source)
+  if strict and missing:
+    raise UserError(f"{path}: checkpoint lacks {len(missing)} variable(s) the "
+                    f"model needs: {', '.join(missing[:5])}"
+                    f"{' ...' if len(missing) > 5 else ''}")
+  unused = sorted(n for n in shapes if n not in used)
+  report = LoadReport(path, loaded, missing, unused)
+  logging.info("%s", report.summary())
+  return report
+
+
+def read_global_step(checkpoint: str) -> int:
+  """The `global_step` stored in a checkpoint, 0 when it has none."""
+  reader = tf.train.load_checkpoint(resolve_checkpoint(checkpoint))
+  if reader.has_tensor("global_step"):
+    return int(reader.get_tensor("global_step"))
+  return 0
+
+
+class CheckpointWriter:
+  """Writes `<dir>/model.ckpt-<step>` in Google's layout, keeping the last few.
+
+  TensorFlow writes each checkpoint's files under temporary names and updates
+  the `checkpoint` index file by an atomic rename, so a crash at any moment
+  leaves the previous checkpoint readable.
+  """
+
+  def __init__(self, variables: dict[str, tf.Variable], output_dir: str,
+               max_to_keep: int = 3):
+    self.output_dir = output_dir
+    tf.io.gfile.makedirs(output_dir)
+    self._saver = tf.compat.v1.train.Saver(
+        var_list=variables, max_to_keep=max_to_keep, save_relative_paths=True)
+    state = tf.train.get_checkpoint_state(output_dir)
+    if state is not None:
+      # Continue rotating the checkpoints of an interrupted run.
+      self._saver.recover_last_checkpoints(
+          [p for p in state.all_model_checkpoint_paths
+           if tf.io.gfile.exists(p + ".index")])
+
+  def save(self, step: int) -> str:
+    return self._saver.save(None, os.path.join(self.output_dir, "model.ckpt"),
+                            global_step=step, write_meta_graph=False)

@@ -1,0 +1,320 @@
+"""The BERT model in TensorFlow 2, numerically identical to Google's modeling.py.
+
+Every variable is created with its name in Google's checkpoints
+(`bert/encoder/layer_0/attention/self/query/kernel`, `output_weights`, ...), so
+loading a Google checkpoint is a name lookup (see `checkpoints.py`).
+
+Shapes: B = batch size, S = sequence length, H = hidden size,
+N = attention heads, D = H / N, C = number of labels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, NamedTuple
+
+import tensorflow as tf
+
+from bert.errors import UserError
+
+
+@dataclasses.dataclass
+class BertConfig:
+  """The fields of Google's `bert_config.json`."""
+  vocab_size: int
+  hidden_size: int = 768
+  num_hidden_layers: int = 12
+  num_attention_heads: int = 12
+  intermediate_size: int = 3072
+  hidden_act: str = "gelu"
+  hidden_dropout_prob: float = 0.1
+  attention_probs_dropout_prob: float = 0.1
+  max_position_embeddings: int = 512
+  type_vocab_size: int = 16
+  initializer_range: float = 0.02
+
+  def __post_init__(self):
+    if self.hidden_size % self.num_attention_heads:
+      raise UserError(
+          f"hidden_size {self.hidden_size} is not a multiple of "
+          f"num_attention_heads {self.num_attention_heads}")
+    get_activation(self.hidden_act)
+
+  @classmethod
+  def from_dict(cls, values: dict[str, Any],
+                source: str = "config") -> "BertConfig":
+    """Builds a config from a dict; keys Google's files add (e.g.
+    `directionality`, `pooler_*`) are ignored, every field must be present."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    missing = [n for n in names if n not in values]
+    if missing:
+      raise UserError(f"{source}: missing key(s) {', '.join(missing)}")
+    casts = {"int": int, "float": float, "str": str}
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+      try:
+        kwargs[f.name] = casts[f.type](values[f.name])
+      except (TypeError, ValueError):
+        raise UserError(f"{source}: {f.name} should be {f.type}, got "
+                        f"{values[f.name]!r}") from None
+    return cls(**kwargs)
+
+  @classmethod
+  def from_json_file(cls, path: str) -> "BertConfig":
+    try:
+      with tf.io.gfile.GFile(path, "r") as f:
+        values = json.loads(f.read())
+    except tf.errors.NotFoundError:
+      raise UserError(f"{path}: bert config file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+      raise UserError(f"{path}: not a JSON bert config ({e})") from None
+    if not isinstance(values, dict):
+      raise UserError(f"{path}: expected a JSON object of config keys")
+    return cls.from_dict(values, source=path)
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  def to_json_string(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def gelu(x: tf.Tensor) -> tf.Tensor:
+  """Google's "gelu": the tanh approximation of GELU."""
+  cdf = 0.5 * (1.0 + tf.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+  return x * cdf
+
+
+def gelu_exact(x: tf.Tensor) -> tf.Tensor:
+  """GELU with the Gaussian CDF (HuggingFace's "gelu")."""
+  return 0.5 * x * (1.0 + tf.math.erf(x / math.sqrt(2.0)))
+
+
+_ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu, "gelu_exact": gelu_exact,
+                "relu": tf.nn.relu, "tanh": tf.tanh, "linear": tf.identity}
+
+
+def get_activation(name: str):
+  """Maps a `hidden_act` name to a function (as Google's, "gelu" is tanh)."""
+  try:
+    return _ACTIVATIONS[name.lower()]
+  except (KeyError, AttributeError):
+    raise UserError(f"hidden_act {name!r} is not one of "
+                    f"{', '.join(_ACTIVATIONS)}") from None
+
+
+def _weight(name: str, shape: list[int], stddev: float) -> tf.Variable:
+  return tf.Variable(tf.random.truncated_normal(shape, stddev=stddev),
+                     name=name)
+
+
+def _zeros(name: str, shape: list[int]) -> tf.Variable:
+  return tf.Variable(tf.zeros(shape), name=name)
+
+
+class Dense(tf.Module):
+  """`<scope>/kernel` [in, out] and `<scope>/bias` [out]."""
+
+  def __init__(self, scope: str, in_dim: int, out_dim: int, stddev: float):
+    super().__init__(name=None)
+    self.kernel = _weight(f"{scope}/kernel", [in_dim, out_dim], stddev)
+    self.bias = _zeros(f"{scope}/bias", [out_dim])
+
+  def __call__(self, x: tf.Tensor) -> tf.Tensor:
+    """[..., in] -> [..., out]."""
+    return tf.matmul(x, self.kernel) + self.bias
+
+
+class LayerNorm(tf.Module):
+  """`<scope>/gamma`, `<scope>/beta`; epsilon 1e-12 as Google's."""
+
+  def __init__(self, scope: str, dim: int):
+    super().__init__(name=None)
+    self.gamma = tf.Variable(tf.ones([dim]), name=f"{scope}/gamma")
+    self.beta = _zeros(f"{scope}/beta", [dim])
+
+  def __call__(self, x: tf.Tensor) -> tf.Tensor:
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    return (x - mean) * tf.math.rsqrt(variance + 1e-12) * self.gamma + self.beta
+
+
+def dropout(x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
+  if not training or rate == 0.0:
+    return x
+  return tf.nn.dropout(x, rate=rate)
+
+
+def attention_mask_adder(input_mask: tf.Tensor) -> tf.Tensor:
+  """[B, S] 1/0 mask -> [B, 1, 1, S] additive mask: 0 kept, -10000 masked."""
+  mask = tf.cast(input_mask[:, tf.newaxis, tf.newaxis, :], tf.float32)
+  return (1.0 - mask) * -10000.0
+
+
+class Attention(tf.Module):
+  """Multi-head self-attention: `attention/self/{query,key,value}`."""
+
+  def __init__(self, scope: str, config: BertConfig):
+    super().__init__(name=None)
+    h, std = config.hidden_size, config.initializer_range
+    self.num_heads = config.num_attention_heads
+    self.head_size = h // self.num_heads
+    self.dropout_rate = config.attention_probs_dropout_prob
+    self.query = Dense(f"{scope}/query", h, h, std)
+    self.key = Dense(f"{scope}/key", h, h, std)
+    self.value = Dense(f"{scope}/value", h, h, std)
+
+  def _split_heads(self, x: tf.Tensor, batch: tf.Tensor,
+                   seq: tf.Tensor) -> tf.Tensor:
+    """[B*S, H] -> [B, N, S, D]."""
+    x = tf.reshape(x, [batch, seq, self.num_heads, self.head_size])
+    return tf.transpose(x, [0, 2, 1, 3])
+
+  def __call__(self, x: tf.Tensor, mask_adder: tf.Tensor, batch: tf.Tensor,
+               seq: tf.Tensor, training: bool):
+    """x [B*S, H], mask_adder [B, 1, 1, S] ->
+    (context [B*S, H], scores [B, N, S, S] (masked, pre-softmax),
+     probs [B, N, S, S])."""
+    q = self._split_heads(self.query(x), batch, seq)
+    k = self._split_heads(self.key(x), batch, seq)
+    v = self._split_heads(self.value(x), batch, seq)
+    scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(
+        self.head_size)) + mask_adder
+    probs = tf.nn.softmax(scores)
+    context = tf.matmul(dropout(probs, self.dropout_rate, training), v)
+    context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]),
+                         [batch * seq, self.num_heads * self.head_size])
+    return context, scores, probs
+
+
+class TransformerLayer(tf.Module):
+  """One encoder layer, `bert/encoder/layer_<i>/...`."""
+
+  def __init__(self, scope: str, config: BertConfig):
+    super().__init__(name=None)
+    h, std = config.hidden_size, config.initializer_range
+    self.dropout_rate = config.hidden_dropout_prob
+    self.activation = get_activation(config.hidden_act)
+    self.attention = Attention(f"{scope}/attention/self", config)
+    self.attention_output = Dense(f"{scope}/attention/output/dense", h, h, std)
+    self.attention_norm = LayerNorm(f"{scope}/attention/output/LayerNorm", h)
+    self.intermediate = Dense(f"{scope}/intermediate/dense", h,
+                              config.intermediate_size, std)
+    self.output = Dense(f"{scope}/output/dense", config.intermediate_size, h,
+                        std)
+    self.output_norm = LayerNorm(f"{scope}/output/LayerNorm", h)
+
+  def __call__(self, x, mask_adder, batch, seq, training: bool):
+    """x [B*S, H] -> (y [B*S, H], scores, probs [B, N, S, S])."""
+    context, scores, probs = self.attention(x, mask_adder, batch, seq,
+                                            training)
+    attended = self.attention_norm(x + dropout(
+        self.attention_output(context), self.dropout_rate, training))
+    y = self.output(self.activation(self.intermediate(attended)))
+    y = self.output_norm(attended + dropout(y, self.dropout_rate, training))
+    return y, scores, probs
+
+
+class BertOutputs(NamedTuple):
+  embedding_output: tf.Tensor   # [B, S, H], after LayerNorm
+  encoder_outputs: list          # num_layers x [B, S, H]
+  attention_scores: list         # num_layers x [B, N, S, S], masked logits
+  attention_probs: list          # num_layers x [B, N, S, S]
+  sequence_output: tf.Tensor     # [B, S, H], the last layer
+  pooled_output: tf.Tensor       # [B, H], tanh(dense([CLS]))
+
+
+class BertModel(tf.Module):
+  """Embeddings, encoder and pooler, with Google's variable names."""
+
+  def __init__(self, config: BertConfig):
+    super().__init__(name=None)
+    self.config = config
+    h, std = config.hidden_size, config.initializer_range
+    self.word_embeddings = _weight("bert/embeddings/word_embeddings",
+                                   [config.vocab_size, h], std)
+    self.token_type_embeddings = _weight(
+        "bert/embeddings/token_type_embeddings", [config.type_vocab_size, h],
+        std)
+    self.position_embeddings = _weight(
+        "bert/embeddings/position_embeddings",
+        [config.max_position_embeddings, h], std)
+    self.embedding_norm = LayerNorm("bert/embeddings/LayerNorm", h)
+    self.layers = [TransformerLayer(f"bert/encoder/layer_{i}", config)
+                   for i in range(config.num_hidden_layers)]
+    self.pooler = Dense("bert/pooler/dense", h, h, std)
+
+  def embed(self, input_ids: tf.Tensor, segment_ids: tf.Tensor,
+            training: bool) -> tf.Tensor:
+    """input_ids, segment_ids [B, S] -> [B, S, H]."""
+    seq = tf.shape(input_ids)[1]
+    x = (tf.gather(self.word_embeddings, input_ids) +
+         tf.gather(self.token_type_embeddings, segment_ids) +
+         self.position_embeddings[tf.newaxis, :seq])
+    return dropout(self.embedding_norm(x), self.config.hidden_dropout_prob,
+                   training)
+
+  def __call__(self, input_ids: tf.Tensor, input_mask: tf.Tensor | None = None,
+               segment_ids: tf.Tensor | None = None,
+               training: bool = False) -> BertOutputs:
+    """input_ids, input_mask, segment_ids: int [B, S] -> BertOutputs."""
+    if input_mask is None:
+      input_mask = tf.ones_like(input_ids)
+    if segment_ids is None:
+      segment_ids = tf.zeros_like(input_ids)
+    batch, seq = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
+    embedding_output = self.embed(input_ids, segment_ids, training)
+    mask_adder = attention_mask_adder(input_mask)
+    # The encoder works on [B*S, H] matrices, as Google's does, so every
+    # dense layer is a single 2-D matmul.
+    x = tf.reshape(embedding_output, [batch * seq, self.config.hidden_size])
+    encoder_outputs, all_scores, all_probs = [], [], []
+    for layer in self.layers:
+      x, scores, probs = layer(x, mask_adder, batch, seq, training)
+      encoder_outputs.append(
+          tf.reshape(x, [batch, seq, self.config.hidden_size]))
+      all_scores.append(scores)
+      all_probs.append(probs)
+    sequence_output = encoder_outputs[-1] if encoder_outputs else embedding_output
+    pooled_output = tf.tanh(self.pooler(sequence_output[:, 0]))
+    return BertOutputs(embedding_output, encoder_outputs, all_scores,
+                       all_probs, sequence_output, pooled_output)
+
+
+class BertClassifier(tf.Module):
+  """BERT plus Google's run_classifier head: `output_weights` [C, H],
+  `output_bias` [C], dropout on the pooled output while training."""
+
+  def __init__(self, config: BertConfig, num_labels: int):
+    super().__init__(name=None)
+    self.config = config
+    self.num_labels = num_labels
+    self.bert = BertModel(config)
+    self.output_weights = _weight("output_weights",
+                                  [num_labels, config.hidden_size], 0.02)
+    self.output_bias = _zeros("output_bias", [num_labels])
+
+  def forward(self, input_ids, input_mask, segment_ids,
+              training: bool = False) -> tuple[tf.Tensor, BertOutputs]:
+    """int [B, S] inputs -> (logits [B, C], BertOutputs)."""
+    outputs = self.bert(input_ids, input_mask, segment_ids, training)
+    pooled = dropout(outputs.pooled_output, 0.1, training)
+    logits = tf.matmul(pooled, self.output_weights, transpose_b=True)
+    return logits + self.output_bias, outputs
+
+  def __call__(self, input_ids, input_mask, segment_ids,
+               training: bool = False) -> tf.Tensor:
+    """int [B, S] inputs -> logits [B, C]."""
+    return self.forward(input_ids, input_mask, segment_ids, training)[0]
+
+
+def variables_by_name(module: tf.Module) -> dict[str, tf.Variable]:
+  """Google checkpoint name -> variable, for every variable of `module`."""
+  named = {}
+  for v in module.variables:
+    name = v.name.split(":")[0]
+    if name in named:
+      raise ValueError(f"two variables named {name}")
+    named[name] = v
+  return named

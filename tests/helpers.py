@@ -1,0 +1,173 @@
+"""Shared test fixtures: tiny configs, vocab files, Google-layout checkpoints
+written with TF1 graph-mode APIs, and a numpy BERT used as the reference."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+
+TINY_CONFIG = {
+    "vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "intermediate_size": 37, "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 40, "type_vocab_size": 2,
+    "initializer_range": 0.02,
+    # Keys Google's files carry that the model ignores.
+    "directionality": "bidi", "pooler_fc_size": 32,
+}
+
+TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat",
+              "sat", "on", "mat", "dog", "un", "##aff", "##able", "good",
+              "bad", "food", "好", "吃", "不", "贵", "很", "差", ",", ".", "!",
+              "a", "##s", "hello", "world"]
+
+
+def write_config(directory: str, **overrides) -> str:
+  path = os.path.join(directory, "bert_config.json")
+  with open(path, "w") as f:
+    json.dump({**TINY_CONFIG, **overrides}, f)
+  return path
+
+
+def write_vocab(directory: str, tokens=TINY_VOCAB) -> str:
+  path = os.path.join(directory, "vocab.txt")
+  with open(path, "w", encoding="utf-8") as f:
+    f.write("\n".join(tokens) + "\n")
+  return path
+
+
+def google_weights(config: dict, num_labels: int | None = None,
+                   seed: int = 0, with_heads: bool = True) -> dict:
+  """Random weights under Google's checkpoint names, scaled so that every
+  layer's activations are far from trivial."""
+  rng = np.random.default_rng(seed)
+  h, inter = config["hidden_size"], config["intermediate_size"]
+
+  def r(*shape, scale=0.2):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+  w = {
+      "bert/embeddings/word_embeddings": r(config["vocab_size"], h),
+      "bert/embeddings/token_type_embeddings": r(config["type_vocab_size"], h),
+      "bert/embeddings/position_embeddings":
+          r(config["max_position_embeddings"], h),
+      "bert/embeddings/LayerNorm/gamma": 1 + r(h, scale=0.1),
+      "bert/embeddings/LayerNorm/beta": r(h, scale=0.1),
+      "bert/pooler/dense/kernel": r(h, h), "bert/pooler/dense/bias": r(h),
+  }
+  for i in range(config["num_hidden_layers"]):
+    p = f"bert/encoder/layer_{i}/"
+    for name in ("query", "key", "value"):
+      w[p + f"attention/self/{name}/kernel"] = r(h, h)
+      w[p + f"attention/self/{name}/bias"] = r(h)
+    w[p + "attention/output/dense/kernel"] = r(h, h)
+    w[p + "attention/output/dense/bias"] = r(h)
+    w[p + "attention/output/LayerNorm/gamma"] = 1 + r(h, scale=0.1)
+    w[p + "attention/output/LayerNorm/beta"] = r(h, scale=0.1)
+    w[p + "intermediate/dense/kernel"] = r(h, inter)
+    w[p + "intermediate/dense/bias"] = r(inter)
+    w[p + "output/dense/kernel"] = r(inter, h)
+    w[p + "output/dense/bias"] = r(h)
+    w[p + "output/LayerNorm/gamma"] = 1 + r(h, scale=0.1)
+    w[p + "output/LayerNorm/beta"] = r(h, scale=0.1)
+  if with_heads:
+    w["cls/predictions/transform/dense/kernel"] = r(h, h)
+    w["cls/predictions/transform/dense/bias"] = r(h)
+    w["cls/predictions/transform/LayerNorm/gamma"] = 1 + r(h, scale=0.1)
+    w["cls/predictions/transform/LayerNorm/beta"] = r(h, scale=0.1)
+    w["cls/predictions/output_bias"] = r(config["vocab_size"])
+    w["cls/seq_relationship/output_weights"] = r(2, h)
+    w["cls/seq_relationship/output_bias"] = r(2)
+  if num_labels:
+    w["output_weights"] = r(num_labels, h)
+    w["output_bias"] = r(num_labels)
+  return w
+
+
+def write_google_checkpoint(prefix: str, weights: dict, global_step=None,
+                            adam_slots: bool = False) -> str:
+  """Saves `weights` the way Google's TF1 code does: graph-mode variables
+  created by name and a `tf.compat.v1.train.Saver`."""
+  graph = tf.Graph()
+  with graph.as_default():
+    tf1 = tf.compat.v1
+    variables = []
+    for name, value in weights.items():
+      variables.append(tf1.get_variable(
+          name, initializer=tf.constant(value)))
+      if adam_slots:
+        for slot in ("adam_m", "adam_v"):
+          variables.append(tf1.get_variable(
+              f"{name}/{slot}", initializer=tf.zeros(value.shape)))
+    if global_step is not None:
+      variables.append(tf1.get_variable(
+          "global_step", initializer=tf.constant(global_step, tf.int64)))
+    saver = tf1.train.Saver(variables)
+    with tf1.Session(graph=graph) as session:
+      session.run(tf1.global_variables_initializer())
+      return saver.save(session, prefix, global_step=global_step)
+
+
+# ----------------------------------------------------------------------------
+# A numpy BERT written straight from the paper and Google's conventions, used
+# as the independent reference for the TF model.
+
+
+def _layer_norm(x, gamma, beta):
+  mean = x.mean(-1, keepdims=True)
+  var = ((x - mean) ** 2).mean(-1, keepdims=True)
+  return (x - mean) / np.sqrt(var + 1e-12) * gamma + beta
+
+
+def _gelu_tanh(x):
+  return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def _softmax(x):
+  e = np.exp(x - x.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def numpy_bert(w: dict, config: dict, input_ids, input_mask, segment_ids):
+  """Returns (embedding_output, [layer outputs], [attention probs], pooled)."""
+  ids = np.asarray(input_ids)
+  b, s = ids.shape
+  h, n = config["hidden_size"], config["num_attention_heads"]
+  d = h // n
+  x = (w["bert/embeddings/word_embeddings"][ids] +
+       w["bert/embeddings/token_type_embeddings"][np.asarray(segment_ids)] +
+       w["bert/embeddings/position_embeddings"][:s][None])
+  x = _layer_norm(x, w["bert/embeddings/LayerNorm/gamma"],
+                  w["bert/embeddings/LayerNorm/beta"])
+  emb = x
+  adder = (1.0 - np.asarray(input_mask, np.float64))[:, None, None, :] * -10000
+  layers, probs_all = [], []
+  for i in range(config["num_hidden_layers"]):
+    p = f"bert/encoder/layer_{i}/"
+
+    def dense(t, name):
+      return t @ w[p + name + "/kernel"] + w[p + name + "/bias"]
+
+    def heads(t):
+      return t.reshape(b, s, n, d).transpose(0, 2, 1, 3)
+
+    q, k, v = (heads(dense(x, f"attention/self/{m}"))
+               for m in ("query", "key", "value"))
+    probs = _softmax(q @ k.transpose(0, 1, 3, 2) / math.sqrt(d) + adder)
+    ctx = (probs @ v).transpose(0, 2, 1, 3).reshape(b, s, h)
+    att = _layer_norm(x + dense(ctx, "attention/output/dense"),
+                      w[p + "attention/output/LayerNorm/gamma"],
+                      w[p + "attention/output/LayerNorm/beta"])
+    inter = _gelu_tanh(dense(att, "intermediate/dense"))
+    x = _layer_norm(att + dense(inter, "output/dense"),
+                    w[p + "output/LayerNorm/gamma"],
+                    w[p + "output/LayerNorm/beta"])
+    layers.append(x)
+    probs_all.append(probs)
+  pooled = np.tanh(x[:, 0] @ w["bert/pooler/dense/kernel"] +
+                   w["bert/pooler/dense/bias"])
+  return emb, layers, probs_all, pooled

@@ -1,0 +1,133 @@
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert import checkpoints, modeling
+from bert.errors import UserError
+from tests import helpers
+
+
+def tiny_config(**overrides):
+  return modeling.BertConfig.from_dict({**helpers.TINY_CONFIG, **overrides})
+
+
+def batch():
+  ids = np.array([[2, 5, 6, 7, 3, 0, 0], [2, 10, 3, 14, 15, 16, 3]], np.int32)
+  mask = (ids > 0).astype(np.int32)
+  segments = np.array([[0] * 7, [0, 0, 0, 1, 1, 1, 1]], np.int32)
+  return ids, mask, segments
+
+
+def test_config_ignores_unknown_keys_and_reads_json(tmp_path):
+  path = helpers.write_config(str(tmp_path))
+  config = modeling.BertConfig.from_json_file(path)
+  assert config.hidden_size == 32 and config.num_hidden_layers == 2
+  assert "directionality" not in config.to_dict()
+  assert json.loads(config.to_json_string())["vocab_size"] == 64
+
+
+def test_config_errors_name_file_and_problem(tmp_path):
+  values = dict(helpers.TINY_CONFIG)
+  del values["num_attention_heads"]
+  path = tmp_path / "bert_config.json"
+  path.write_text(json.dumps(values))
+  with pytest.raises(UserError, match=r"bert_config.json: missing key\(s\) "
+                     "num_attention_heads"):
+    modeling.BertConfig.from_json_file(str(path))
+  with pytest.raises(UserError, match="not found"):
+    modeling.BertConfig.from_json_file(str(tmp_path / "nope.json"))
+  path.write_text("{not json")
+  with pytest.raises(UserError, match="not a JSON"):
+    modeling.BertConfig.from_json_file(str(path))
+  with pytest.raises(UserError, match="multiple of num_attention_heads"):
+    tiny_config(num_attention_heads=5)
+  with pytest.raises(UserError, match="hidden_act 'swish'"):
+    tiny_config(hidden_act="swish")
+
+
+def test_output_shapes():
+  config = tiny_config()
+  model = modeling.BertModel(config)
+  ids, mask, segments = batch()
+  out = model(ids, mask, segments)
+  assert out.embedding_output.shape == (2, 7, 32)
+  assert len(out.encoder_outputs) == 2 and len(out.attention_probs) == 2
+  assert out.encoder_outputs[1].shape == (2, 7, 32)
+  assert out.attention_probs[0].shape == (2, 4, 7, 7)
+  assert out.attention_scores[0].shape == (2, 4, 7, 7)
+  assert out.pooled_output.shape == (2, 32)
+  np.testing.assert_array_equal(out.sequence_output, out.encoder_outputs[-1])
+
+
+def test_attention_probs_sum_to_one_over_unmasked_keys():
+  model = modeling.BertModel(tiny_config())
+  ids, mask, segments = batch()
+  for probs in model(ids, mask, segments).attention_probs:
+    probs = probs.numpy()
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    # The first example's last two positions are padding: no query attends.
+    assert probs[0, :, :, 5:].max() < 1e-6
+    assert probs[1].min() > 0.0
+
+
+def test_padding_does_not_change_real_positions():
+  model = modeling.BertModel(tiny_config())
+  ids, mask, segments = batch()
+  full = model(ids, mask, segments).sequence_output.numpy()
+  short = model(ids[:1, :5], mask[:1, :5], segments[:1, :5]).sequence_output
+  np.testing.assert_allclose(full[0, :5], short.numpy()[0], atol=1e-5)
+
+
+def test_variables_have_google_names():
+  model = modeling.BertClassifier(tiny_config(), num_labels=3)
+  names = modeling.variables_by_name(model)
+  expected = set(helpers.google_weights(helpers.TINY_CONFIG, num_labels=3,
+                                        with_heads=False))
+  assert set(names) == expected
+  assert names["output_weights"].shape == (3, 32)
+
+
+def test_matches_numpy_reference_on_google_checkpoint(tmp_path):
+  weights = helpers.google_weights(helpers.TINY_CONFIG, num_labels=2)
+  prefix = helpers.write_google_checkpoint(str(tmp_path / "bert_model.ckpt"),
+                                           weights)
+  model = modeling.BertClassifier(tiny_config(), num_labels=2)
+  checkpoints.load_by_name(modeling.variables_by_name(model), prefix,
+                           strict=True)
+  ids, mask, segments = batch()
+  logits, out = model.forward(ids, mask, segments)
+  emb, layers, probs, pooled = helpers.numpy_bert(
+      weights, helpers.TINY_CONFIG, ids, mask, segments)
+  np.testing.assert_allclose(out.embedding_output, emb, atol=1e-5)
+  for ours, ref in zip(out.encoder_outputs, layers):
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+  for ours, ref in zip(out.attention_probs, probs):
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+  np.testing.assert_allclose(out.pooled_output, pooled, atol=1e-5)
+  np.testing.assert_allclose(
+      logits, pooled @ weights["output_weights"].T + weights["output_bias"],
+      atol=1e-5)
+
+
+def test_dropout_only_in_training():
+  model = modeling.BertClassifier(tiny_config(), num_labels=2)
+  ids, mask, segments = batch()
+  a, b = model(ids, mask, segments), model(ids, mask, segments)
+  np.testing.assert_array_equal(a, b)
+  c = model(ids, mask, segments, training=True)
+  assert np.abs(c.numpy() - a.numpy()).max() > 1e-6
+
+
+@pytest.mark.parametrize("name,reference", [
+    ("gelu", lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) *
+                                              (x + 0.044715 * x**3)))),
+    ("gelu_exact", lambda x: x * 0.5 * (1 + np.vectorize(__import__(
+        "math").erf)(x / np.sqrt(2)))),
+    ("relu", lambda x: np.maximum(x, 0)),
+])
+def test_activations(name, reference):
+  x = np.linspace(-4, 4, 41).astype(np.float32)
+  np.testing.assert_allclose(modeling.get_activation(name)(x), reference(x),
+                             atol=1e-6)
