@@ -132,8 +132,18 @@ class CheckpointWriter:
                max_to_keep: int = 3):
     self.output_dir = output_dir
     tf.io.gfile.makedirs(output_dir)
-    self._saver = tf.compat.v1.train.Saver(
-        var_list=variables, max_to_keep=max_to_keep, save_relative_paths=True)
+    # A MirroredVariable's copies are equal; the Saver takes the first.
+    var_list = {n: getattr(v, "values", (v,))[0] for n, v in variables.items()}
+    # The TF1 Saver is used on purpose (it writes Google's name-based layout);
+    # its eager-mode deprecation warning would only confuse users.
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+      self._saver = tf.compat.v1.train.Saver(
+          var_list=var_list, max_to_keep=max_to_keep, save_relative_paths=True)
+    finally:
+      logger.setLevel(level)
     state = tf.train.get_checkpoint_state(output_dir)
     if state is not None:
       # Continue rotating the checkpoints of an interrupted run.

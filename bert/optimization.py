@@ -48,7 +48,7 @@ class LinearWarmupDecay:
     self.num_warmup_steps = int(num_warmup_steps)
 
   def __call__(self, step: tf.Tensor) -> tf.Tensor:
-    """Returns the float32 scalar learning rate for the integer scalar `step`."""
+    """Returns the float32 scalar learning rate for integer scalar `step`."""
     step = tf.cast(step, tf.float32)
     init_lr = tf.constant(self.init_lr, tf.float32)
     # tf.compat.v1.train.polynomial_decay with power 1, end 0, cycle=False.

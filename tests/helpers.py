@@ -171,3 +171,40 @@ def numpy_bert(w: dict, config: dict, input_ids, input_mask, segment_ids):
   pooled = np.tanh(x[:, 0] @ w["bert/pooler/dense/kernel"] +
                    w["bert/pooler/dense/bias"])
   return emb, layers, probs_all, pooled
+
+
+def run_main(main, **flag_values):
+  """Calls an absl `main` with `--name=value` flags, restoring them after."""
+  from absl import flags
+  from absl.testing import flagsaver
+  argv = ["prog"] + [f"--{k}={v}" for k, v in flag_values.items()]
+  with flagsaver.flagsaver():
+    flags.FLAGS(argv)
+    return main([])
+
+
+def write_emotion_data(directory: str, n_train: int = 96, n_dev: int = 32,
+                       n_test: int = 16, test_labels: bool = True,
+                       seed: int = 0) -> str:
+  """A learnable `text&label` task: 'good'/'好' vs 'bad'/'差' reviews."""
+  rng = np.random.default_rng(seed)
+  filler = ["the", "cat", "sat", "on", "mat", "food", "dog", "吃", "很", "a"]
+
+  def lines(n, labelled=True):
+    out = []
+    for _ in range(n):
+      label = int(rng.integers(2))
+      words = list(rng.choice(filler, size=int(rng.integers(2, 7))))
+      words.insert(int(rng.integers(len(words) + 1)),
+                   rng.choice(["good", "好"] if label else ["bad", "差"]))
+      text = " ".join(words)
+      out.append(f"{text}&{label}" if labelled else text)
+    return "\n".join(out) + "\n"
+
+  os.makedirs(directory, exist_ok=True)
+  for name, n, labelled in (("train", n_train, True), ("dev", n_dev, True),
+                            ("test", n_test, test_labels)):
+    with open(os.path.join(directory, f"{name}.csv"), "w",
+              encoding="utf-8") as f:
+      f.write(lines(n, labelled))
+  return directory

@@ -1,0 +1,255 @@
+"""Examples -> features, the TFRecord feature cache and tf.data pipelines.
+
+Features follow Google's `run_classifier.py`: `[CLS] a [SEP]` (segment 0) or
+`[CLS] a [SEP] b [SEP]` (b and its [SEP] segment 1), a pair truncated one
+token at a time from the longer side, zero padding to `max_seq_length`.
+Unlabelled examples get `label_id=0, has_label=0` so that metrics and losses
+can mask them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from typing import Sequence
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from bert.errors import UserError
+from bert.processors import InputExample
+
+# Bump when the record layout or the conversion changes: invalidates caches.
+_CACHE_FORMAT = 1
+
+_SEQ_FEATURES = ("input_ids", "input_mask", "segment_ids")
+_SCALAR_FEATURES = ("label_ids", "has_label", "example_index")
+
+
+@dataclasses.dataclass
+class InputFeatures:
+  """One example as model inputs; lists have length `max_seq_length`."""
+  input_ids: list[int]
+  input_mask: list[int]
+  segment_ids: list[int]
+  label_id: int
+  has_label: int
+
+
+def _truncate_seq_pair(tokens_a: list[str], tokens_b: list[str],
+                       max_length: int) -> None:
+  # A short sequence loses relatively more information per dropped token, so
+  # always shorten the longer one (b on ties, as Google).
+  while len(tokens_a) + len(tokens_b) > max_length:
+    if len(tokens_a) > len(tokens_b):
+      tokens_a.pop()
+    else:
+      tokens_b.pop()
+
+
+def convert_example(example: InputExample, label_list: Sequence[str],
+                    max_seq_length: int, tokenizer) -> InputFeatures:
+  """Tokenizes, truncates and pads one example (Google's layout)."""
+  if max_seq_length < 3:
+    raise UserError(f"max_seq_length must be at least 3, got {max_seq_length}")
+  tokens_a = tokenizer.tokenize(example.text_a)
+  # Like Google: an empty text_b, or one with no tokens, means a single text.
+  tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
+  if tokens_b:
+    _truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)
+  else:
+    tokens_a = tokens_a[:max_seq_length - 2]
+
+  tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
+  segment_ids = [0] * len(tokens)
+  if tokens_b:
+    tokens += tokens_b + ["[SEP]"]
+    segment_ids += [1] * (len(tokens_b) + 1)
+  input_ids = list(tokenizer.convert_tokens_to_ids(tokens))
+  input_mask = [1] * len(input_ids)
+  pad = max_seq_length - len(input_ids)
+  input_ids += [0] * pad
+  input_mask += [0] * pad
+  segment_ids += [0] * pad
+
+  if example.label is None:
+    label_id, has_label = 0, 0
+  else:
+    if example.label not in label_list:
+      raise UserError(f"example {example.guid}: label {example.label!r} is "
+                      f"not one of {', '.join(label_list)}")
+    label_id, has_label = list(label_list).index(example.label), 1
+  return InputFeatures(input_ids, input_mask, segment_ids, label_id, has_label)
+
+
+def convert_examples(examples: Sequence[InputExample],
+                     label_list: Sequence[str], max_seq_length: int,
+                     tokenizer) -> list[InputFeatures]:
+  """`convert_example` over a list, in order."""
+  return [convert_example(e, label_list, max_seq_length, tokenizer)
+          for e in examples]
+
+
+def _tokenizer_fingerprint(tokenizer, h) -> None:
+  """Feeds into `h` everything about `tokenizer` that changes its output."""
+  h.update(type(tokenizer).__name__.encode())
+  h.update(repr(bool(tokenizer.do_lower_case)).encode())
+  h.update(json.dumps(list(tokenizer.vocab.items()),
+                      ensure_ascii=False).encode())
+  # A SentencePiece model's segmentation depends on its scores, not just on
+  # its pieces: hash the model file itself.
+  spm_file = getattr(tokenizer, "spm_model_file", None)
+  if spm_file:
+    with open(spm_file, "rb") as f:
+      h.update(f.read())
+
+
+def features_key(examples: Sequence[InputExample], label_list: Sequence[str],
+                 max_seq_length: int, tokenizer) -> str:
+  """A short hash of everything that determines the features of `examples`."""
+  h = hashlib.sha256()
+  h.update(json.dumps([_CACHE_FORMAT, list(label_list),
+                      max_seq_length]).encode())
+  _tokenizer_fingerprint(tokenizer, h)
+  for e in examples:
+    h.update(json.dumps([e.text_a, e.text_b, e.label],
+                        ensure_ascii=False).encode())
+    h.update(b"\n")
+  return h.hexdigest()[:16]
+
+
+def _int_feature(values) -> tf.train.Feature:
+  return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+
+
+def _write_atomically(path: str, write_fn) -> None:
+  """Calls `write_fn(tmp_path)` on a temp file next to `path`, then renames."""
+  directory = os.path.dirname(path) or "."
+  fd, tmp = tempfile.mkstemp(dir=directory,
+                             prefix=f".{os.path.basename(path)}.tmp")
+  os.close(fd)
+  try:
+    write_fn(tmp)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def cache_features(examples: Sequence[InputExample], label_list: Sequence[str],
+                   max_seq_length: int, tokenizer, output_dir: str,
+                   split_name: str) -> str:
+  """Writes (or reuses) `<output_dir>/<split_name>-<key>.tf_record`.
+
+  The key hashes the examples, label list, max_seq_length and tokenizer, so a
+  change to any of them writes a new file and an unchanged input reuses the
+  old one.  A `<file>.json` sidecar records num_examples, max_seq_length and
+  label_list.  Returns the TFRecord path.
+  """
+  key = features_key(examples, label_list, max_seq_length, tokenizer)
+  path = os.path.join(output_dir, f"{split_name}-{key}.tf_record")
+  if os.path.exists(path):
+    logging.info("%s: reusing cached features", path)
+    return path
+  os.makedirs(output_dir, exist_ok=True)
+  features = convert_examples(examples, label_list, max_seq_length, tokenizer)
+
+  def write_records(tmp):
+    with tf.io.TFRecordWriter(tmp) as writer:
+      for i, f in enumerate(features):
+        record = tf.train.Example(features=tf.train.Features(feature={
+            "input_ids": _int_feature(f.input_ids),
+            "input_mask": _int_feature(f.input_mask),
+            "segment_ids": _int_feature(f.segment_ids),
+            "label_ids": _int_feature([f.label_id]),
+            "has_label": _int_feature([f.has_label]),
+            "example_index": _int_feature([i]),
+        }))
+        writer.write(record.SerializeToString())
+
+  def write_sidecar(tmp):
+    with open(tmp, "w", encoding="utf-8") as f:
+      json.dump({"num_examples": len(features),
+                 "max_seq_length": max_seq_length,
+                 "label_list": list(label_list)}, f, ensure_ascii=False,
+                indent=2)
+
+  # The sidecar first: an existing record file then always has one.
+  _write_atomically(path + ".json", write_sidecar)
+  _write_atomically(path, write_records)
+  logging.info("%s: wrote %d examples", path, len(features))
+  return path
+
+
+def read_cache_info(tfrecord_path: str) -> dict:
+  """Reads `<tfrecord_path>.json`: num_examples, max_seq_length, label_list."""
+  try:
+    with open(tfrecord_path + ".json", encoding="utf-8") as f:
+      return json.load(f)
+  except FileNotFoundError:
+    raise UserError(f"{tfrecord_path}.json: file not found (written by "
+                    f"cache_features next to the TFRecord)") from None
+
+
+def make_dataset(tfrecord_path: str, max_seq_length: int, batch_size: int,
+                 is_training: bool, seed: int | None = None,
+                 drop_remainder: bool = False,
+                 shuffle_buffer_size: int = 10000) -> tf.data.Dataset:
+  """Batches of features read from a `cache_features` file.
+
+  Yields dicts of int32 tensors: input_ids, input_mask, segment_ids
+  [batch_size, max_seq_length]; label_ids, has_label, example_index
+  [batch_size].  Training shuffles (reproducibly under `seed`) and repeats
+  forever; otherwise the file order is kept and the data is read once.
+  """
+  if not os.path.exists(tfrecord_path):
+    raise UserError(f"{tfrecord_path}: file not found")
+  if os.path.exists(tfrecord_path + ".json"):
+    cached_len = read_cache_info(tfrecord_path)["max_seq_length"]
+    if cached_len != max_seq_length:
+      raise UserError(f"{tfrecord_path}: features have max_seq_length "
+                      f"{cached_len}, not {max_seq_length}")
+  spec = {name: tf.io.FixedLenFeature([max_seq_length], tf.int64)
+          for name in _SEQ_FEATURES}
+  spec.update({name: tf.io.FixedLenFeature([], tf.int64)
+               for name in _SCALAR_FEATURES})
+
+  def parse(serialized):  # [B] strings -> dict of [B, ...] int32
+    parsed = tf.io.parse_example(serialized, spec)
+    return {k: tf.cast(v, tf.int32) for k, v in parsed.items()}
+
+  d = tf.data.TFRecordDataset(tfrecord_path)
+  if is_training:
+    # Shuffling before repeating keeps epochs whole; reshuffles each epoch.
+    d = d.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
+    d = d.repeat()
+  # Parsing whole batches is much faster than one record at a time.
+  d = d.batch(batch_size, drop_remainder=drop_remainder)
+  d = d.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return d.prefetch(tf.data.AUTOTUNE)
+
+
+def features_to_tensors(
+    features: Sequence[InputFeatures]) -> dict[str, np.ndarray]:
+  """In-memory counterpart of `make_dataset`'s batches, as int32 arrays.
+
+  Returns input_ids, input_mask, segment_ids [N, max_seq_length] and
+  label_ids, has_label, example_index [N].
+  """
+  def stack(values, shape_tail):
+    return np.asarray(values, dtype=np.int32).reshape((len(features),) +
+                                                       shape_tail)
+  seq_len = len(features[0].input_ids) if features else 0
+  return {
+      "input_ids": stack([f.input_ids for f in features], (seq_len,)),
+      "input_mask": stack([f.input_mask for f in features], (seq_len,)),
+      "segment_ids": stack([f.segment_ids for f in features], (seq_len,)),
+      "label_ids": stack([f.label_id for f in features], ()),
+      "has_label": stack([f.has_label for f in features], ()),
+      "example_index": np.arange(len(features), dtype=np.int32),
+  }

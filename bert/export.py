@@ -1,0 +1,160 @@
+"""SavedModel export for TensorFlow Serving.
+
+A classifier is exported to `<export_dir>/<version>/` with the signatures
+  serving_default(input_ids, input_mask, segment_ids: int32 [B, S])
+      -> logits [B, C], probabilities [B, C]
+  intermediate(same inputs) -> logits, embedding_output [B, S, H],
+      hidden_states [B, L, S, H], attention_scores [B, L, N, S, S]
+  predict_text(text: string [B]) -> logits, probabilities, label
+      (when a `TextFeaturizer` is given: tokenisation inside the graph)
+and `vocab.txt`, `bert_config.json` and `export_info.json` (labels, sequence
+length, lower-casing) as assets.  The version is written under a temporary
+name and renamed, so TF Serving never sees half a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+
+import tensorflow as tf
+from absl import logging
+
+from bert import modeling
+from bert.errors import UserError
+
+EXPORT_INFO = "export_info.json"
+
+
+def _ids_signature():
+  return [tf.TensorSpec([None, None], tf.int32, name=n)
+          for n in ("input_ids", "input_mask", "segment_ids")]
+
+
+class ClassifierExport(tf.Module):
+  """What is saved: the classifier, its assets and its signatures."""
+
+  def __init__(self, model: modeling.BertClassifier, assets: dict[str, str],
+               label_list: list[str], text_featurizer: tf.Module | None = None):
+    super().__init__(name=None)
+    self.model = model
+    self.assets = {k: tf.saved_model.Asset(v) for k, v in assets.items()}
+    self.label_names = tf.constant(label_list)
+    self.text_featurizer = text_featurizer
+
+  @tf.function(input_signature=_ids_signature())
+  def serve(self, input_ids, input_mask, segment_ids):
+    logits = self.model(input_ids, input_mask, segment_ids, training=False)
+    return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+
+  @tf.function(input_signature=_ids_signature())
+  def intermediate(self, input_ids, input_mask, segment_ids):
+    logits, out = self.model.forward(input_ids, input_mask, segment_ids,
+                                     training=False)
+    return {"logits": logits,
+            "embedding_output": out.embedding_output,
+            "hidden_states": tf.stack(out.encoder_outputs, axis=1),
+            "attention_scores": tf.stack(out.attention_scores, axis=1)}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+  def predict_text(self, text):
+    features = self.text_featurizer(text)
+    outputs = self.serve(features["input_ids"], features["input_mask"],
+                         features["segment_ids"])
+    label = tf.gather(self.label_names,
+                      tf.argmax(outputs["logits"], axis=-1, output_type=tf.int32))
+    return {**outputs, "label": label}
+
+  def signatures(self) -> dict:
+    signatures = {"serving_default": self.serve, "intermediate": self.intermediate}
+    if self.text_featurizer is not None:
+      signatures["predict_text"] = self.predict_text
+    return signatures
+
+
+def next_version(export_dir: str) -> int:
+  """One more than the highest integer version under `export_dir`."""
+  versions = [int(n) for n in (tf.io.gfile.listdir(export_dir)
+                               if tf.io.gfile.isdir(export_dir) else [])
+              if re.fullmatch(r"\d+/?", n)]
+  return max(versions, default=0) + 1
+
+
+def save_versioned(module: tf.Module, export_dir: str, signatures: dict,
+                   ) -> str:
+  """Saves to `<export_dir>/.tmp-*` and renames it to the next version."""
+  os.makedirs(export_dir, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=".tmp-", dir=export_dir)
+  try:
+    tf.saved_model.save(module, tmp, signatures=signatures)
+    while True:
+      final = os.path.join(export_dir, str(next_version(export_dir)))
+      try:
+        os.rename(tmp, final)  # fails if another export took this version
+        break
+      except OSError:
+        if not os.path.exists(final):
+          raise
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  logging.info("Exported %s", final)
+  return final
+
+
+def export_classifier(model: modeling.BertClassifier, export_dir: str, *,
+                      vocab_file: str, bert_config: modeling.BertConfig,
+                      label_list: list[str], max_seq_length: int,
+                      do_lower_case: bool, spm_model_file: str | None = None,
+                      text_featurizer: tf.Module | None = None,
+                      extra_info: dict | None = None) -> str:
+  """Exports `model` as the next version under `export_dir`; returns its path."""
+  with tempfile.TemporaryDirectory() as tmp:
+    config_path = os.path.join(tmp, "bert_config.json")
+    with open(config_path, "w") as f:
+      f.write(bert_config.to_json_string())
+    info_path = os.path.join(tmp, EXPORT_INFO)
+    with open(info_path, "w") as f:
+      json.dump({"label_list": list(label_list),
+                 "max_seq_length": max_seq_length,
+                 "do_lower_case": bool(do_lower_case),
+                 "num_labels": len(label_list),
+                 **(extra_info or {})}, f, indent=2, ensure_ascii=False)
+    assets = {"bert_config": config_path, "export_info": info_path}
+    # Fixed asset names, whatever the user's files are called.
+    for key, source, name in (("vocab", vocab_file, "vocab.txt"),
+                              ("spm_model", spm_model_file, "spm.model")):
+      if source:
+        assets[key] = os.path.join(tmp, name)
+        shutil.copyfile(source, assets[key])
+    module = ClassifierExport(model, assets, list(label_list), text_featurizer)
+    return save_versioned(module, export_dir, module.signatures())
+
+
+def resolve_export(path: str) -> str:
+  """A SavedModel directory, or a base path -> its highest version."""
+  if tf.saved_model.contains_saved_model(path):
+    return path
+  if tf.io.gfile.isdir(path):
+    version = next_version(path) - 1
+    if version > 0:
+      return os.path.join(path, str(version))
+  raise UserError(f"{path}: not a SavedModel (no saved_model.pb here or in an "
+                  "integer version directory below it)")
+
+
+def read_export_info(saved_model_dir: str) -> dict:
+  """The export's `export_info.json` asset ({} for foreign SavedModels)."""
+  path = os.path.join(saved_model_dir, "assets", EXPORT_INFO)
+  if not tf.io.gfile.exists(path):
+    return {}
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def asset_path(saved_model_dir: str, name: str) -> str | None:
+  path = os.path.join(saved_model_dir, "assets", name)
+  return path if tf.io.gfile.exists(path) else None

@@ -1,0 +1,216 @@
+"""The training loop shared by run_classifier.py and run_classifier_distill.py.
+
+A `Trainer` owns the optimiser, the checkpoints and the logs; what is trained
+comes in as a loss function.  Training runs under a `tf.distribute` strategy
+(one device on CPU, every GPU with `MirroredStrategy`), one compiled step per
+batch, and resumes from the latest checkpoint in `output_dir`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from bert import checkpoints, modeling, optimization
+
+# loss_fn(features, training) -> (scalar loss averaged over the global batch,
+# {name: scalar metric} to log).
+LossFn = Callable[[dict, bool], tuple[tf.Tensor, dict]]
+
+
+def get_strategy() -> tf.distribute.Strategy:
+  """MirroredStrategy over all visible GPUs, else the default strategy.
+
+  `CUDA_VISIBLE_DEVICES` decides which GPUs are visible, as in Google's code.
+  """
+  gpus = tf.config.list_logical_devices("GPU")
+  if len(gpus) > 1:
+    return tf.distribute.MirroredStrategy()
+  if len(gpus) == 1:
+    return tf.distribute.OneDeviceStrategy("/gpu:0")
+  return tf.distribute.get_strategy()
+
+
+def set_seed(seed: int | None) -> None:
+  if seed is not None:
+    random.seed(seed)
+    np.random.seed(seed)
+    tf.random.set_seed(seed)
+
+
+class Trainer:
+  """Optimiser, checkpoints and the train loop for one model.
+
+  Checkpoints are `output_dir/model.ckpt-<step>` in Google's layout and hold
+  the model, the optimiser slots and `global_step`.
+  """
+
+  def __init__(self, model: tf.Module, loss_fn: LossFn, *,
+               strategy: tf.distribute.Strategy, output_dir: str,
+               num_train_steps: int, learning_rate: float,
+               num_warmup_steps: int, save_checkpoints_steps: int = 1000,
+               log_every: int = 50, keep_checkpoints: int = 3,
+               trainable_variables: Iterable[tf.Variable] | None = None,
+               extra_checkpoint_variables: dict | None = None):
+    self.model = model
+    self.loss_fn = loss_fn
+    self.strategy = strategy
+    self.output_dir = output_dir
+    self.num_train_steps = num_train_steps
+    self.save_checkpoints_steps = max(1, save_checkpoints_steps)
+    self.log_every = max(1, log_every)
+    variables = list(trainable_variables or model.trainable_variables)
+    self.variables = variables
+    with strategy.scope():
+      self.optimizer = optimization.AdamWeightDecay(
+          variables, optimization.LinearWarmupDecay(
+              learning_rate, num_train_steps, num_warmup_steps))
+    self.checkpoint_variables = {
+        **modeling.variables_by_name(model),
+        **(extra_checkpoint_variables or {}),
+        **self.optimizer.checkpoint_variables()}
+    self.writer = checkpoints.CheckpointWriter(
+        self.checkpoint_variables, output_dir, max_to_keep=keep_checkpoints)
+    self.summary_writer = tf.summary.create_file_writer(
+        os.path.join(output_dir, "train"))
+
+  @property
+  def global_step(self) -> int:
+    return int(self.optimizer.global_step.numpy())
+
+  def restore(self) -> bool:
+    """Resumes from the latest checkpoint in `output_dir`, if there is one."""
+    if tf.train.latest_checkpoint(self.output_dir) is None:
+      return False
+    checkpoints.load_by_name(self.checkpoint_variables, self.output_dir,
+                             strict=True)
+    logging.info("Resuming from %s at step %d",
+                 tf.train.latest_checkpoint(self.output_dir), self.global_step)
+    return True
+
+  def _train_step_fn(self):
+    def replica_step(features):
+      with tf.GradientTape() as tape:
+        loss, metrics = self.loss_fn(features, True)
+        # The optimiser sums gradients over replicas.
+        scaled = loss / self.strategy.num_replicas_in_sync
+      grads = tape.gradient(scaled, self.variables)
+      metrics = {**metrics, "loss": loss,
+                 **self.optimizer.apply_gradients(grads)}
+      return metrics
+
+    @tf.function
+    def train_step(iterator):
+      metrics = self.strategy.run(replica_step, args=(next(iterator),))
+      return {k: self.strategy.reduce("MEAN", v, axis=None)
+              for k, v in metrics.items()}
+
+    return train_step
+
+  def train(self, dataset: tf.data.Dataset, batch_size: int) -> dict:
+    """Runs until `num_train_steps`, logging and checkpointing on the way."""
+    start_step = self.global_step
+    if start_step >= self.num_train_steps:
+      logging.info("Training already complete at step %d", start_step)
+      return {}
+    iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+    train_step = self._train_step_fn()
+    logging.info("Training steps %d..%d, batch size %d", start_step + 1,
+                 self.num_train_steps, batch_size)
+    window_start, window_steps = time.time(), 0
+    run_start = time.time()
+    sums: dict[str, float] = {}
+    metrics = {}
+    for step in range(start_step + 1, self.num_train_steps + 1):
+      metrics = train_step(iterator)
+      window_steps += 1
+      for k, v in metrics.items():
+        sums[k] = sums.get(k, 0.0) + float(v)
+      if step % self.log_every == 0 or step == self.num_train_steps:
+        elapsed = time.time() - window_start
+        rate = window_steps * batch_size / max(elapsed, 1e-9)
+        done = step - start_step
+        eta = (time.time() - run_start) / done * (self.num_train_steps - step)
+        means = {k: v / window_steps for k, v in sums.items()}
+        logging.info(
+            "step %d/%d loss %.4f lr %.3g %.1f examples/s ETA %s%s", step,
+            self.num_train_steps, means["loss"], float(
+                metrics["learning_rate"]), rate, _format_seconds(eta),
+            "".join(f" {k} {v:.4f}" for k, v in sorted(means.items())
+                    if k not in ("loss", "learning_rate", "grad_norm")))
+        with self.summary_writer.as_default(step=step):
+          for k, v in means.items():
+            tf.summary.scalar(k, v)
+          tf.summary.scalar("examples_per_second", rate)
+        window_start, window_steps, sums = time.time(), 0, {}
+      if step % self.save_checkpoints_steps == 0 or step == self.num_train_steps:
+        path = self.writer.save(step)
+        logging.info("Saved %s", path)
+    self.summary_writer.flush()
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _format_seconds(seconds: float) -> str:
+  seconds = int(seconds)
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def predict_logits(forward: Callable[[dict], tf.Tensor],
+                   dataset: tf.data.Dataset,
+                   extra: Callable[[dict], dict] | None = None) -> dict:
+  """Runs `forward(features) -> logits [B, C]` over a finite dataset.
+
+  Returns numpy arrays in the dataset's order: `logits` [N, C] and every
+  int feature of the batches (`label_ids`, `has_label`, `example_index`).
+  """
+  step = tf.function(forward)
+  outputs: dict[str, list] = {}
+  for features in dataset:
+    outputs.setdefault("logits", []).append(step(features).numpy())
+    for key in ("label_ids", "has_label", "example_index"):
+      if key in features:
+        outputs.setdefault(key, []).append(features[key].numpy())
+  return {k: np.concatenate(v) for k, v in outputs.items()}
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray,
+                           num_labels: int) -> dict[str, float]:
+  """Accuracy and mean cross-entropy; F1 of label 1 and Matthews correlation
+  for binary tasks.  logits [N, C], labels [N]."""
+  logits = logits.astype(np.float64)
+  log_probs = logits - logits.max(-1, keepdims=True)
+  log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+  predictions = logits.argmax(-1)
+  metrics = {
+      "eval_accuracy": float((predictions == labels).mean()),
+      "eval_loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
+  }
+  if num_labels == 2:
+    tp = float(((predictions == 1) & (labels == 1)).sum())
+    fp = float(((predictions == 1) & (labels == 0)).sum())
+    fn = float(((predictions == 0) & (labels == 1)).sum())
+    tn = float(((predictions == 0) & (labels == 0)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    metrics["eval_precision"] = precision
+    metrics["eval_recall"] = recall
+    metrics["eval_f1"] = (2 * precision * recall / (precision + recall)
+                          if precision + recall else 0.0)
+    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    metrics["eval_mcc"] = float((tp * tn - fp * fn) / denominator
+                                if denominator else 0.0)
+  return metrics
+
+
+def write_atomically(path: str, text: str) -> None:
+  """Writes `text` to a temporary file beside `path`, then renames it."""
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    f.write(text)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
