@@ -146,7 +146,7 @@ def _truncate_seq_pair(tokens_a: list[str], tokens_b: list[str],
   # Shorten the longer side one token at a time (b on ties), as Google does:
   # a short text loses more per dropped token.
   while len(tokens_a) + len(tokens_b) > max_length:
-    if len(tokens_a) > len(tokens_b):
+    if len(tokens_a) >= len(tokens_b):
       tokens_a.pop()
     else:
       tokens_b.pop()

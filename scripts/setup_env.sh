@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Creates .venv (if missing) and installs requirements*.txt into it.
+# Sourced by the other scripts: afterwards `python` is the venv's python.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PYTHON_BIN="${PYTHON_BIN:-python3.11}"
+command -v "$PYTHON_BIN" >/dev/null 2>&1 || PYTHON_BIN=python3
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "Creating virtual environment $VENV"
+  "$PYTHON_BIN" -m venv "$VENV"
+fi
+# Re-install only when a requirements file changed since the last install.
+STAMP="$VENV/.requirements.sha256"
+WANT="$(cat "$ROOT"/requirements*.txt | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
+  echo "Installing requirements into $VENV (first run takes a minute or two)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt"
+  echo "$WANT" > "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
