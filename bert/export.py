@@ -41,9 +41,18 @@ class ClassifierExport(tf.Module):
                label_list: list[str], text_featurizer: tf.Module | None = None):
     super().__init__(name=None)
     self.model = model
+    # Restored objects lose tf.Module's `.variables`; this list keeps them
+    # reachable by name (e.g. to initialise a student from teacher layers).
+    self.model_variables = list(model.variables)
     self.assets = {k: tf.saved_model.Asset(v) for k, v in assets.items()}
     self.label_names = tf.constant(label_list)
     self.text_featurizer = text_featurizer
+    if text_featurizer is not None:
+      # Created here: a tf.function with an input signature on the class would
+      # be traced by tf.saved_model.save even without a featurizer.
+      self.predict_text = tf.function(
+          self._predict_text,
+          input_signature=[tf.TensorSpec([None], tf.string, name="text")])
 
   @tf.function(input_signature=_ids_signature())
   def serve(self, input_ids, input_mask, segment_ids):
@@ -59,8 +68,7 @@ class ClassifierExport(tf.Module):
             "hidden_states": tf.stack(out.encoder_outputs, axis=1),
             "attention_scores": tf.stack(out.attention_scores, axis=1)}
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-  def predict_text(self, text):
+  def _predict_text(self, text):
     features = self.text_featurizer(text)
     outputs = self.serve(features["input_ids"], features["input_mask"],
                          features["segment_ids"])

@@ -146,7 +146,7 @@ def _truncate_seq_pair(tokens_a: list[str], tokens_b: list[str],
   # Shorten the longer side one token at a time (b on ties), as Google does:
   # a short text loses more per dropped token.
   while len(tokens_a) + len(tokens_b) > max_length:
-    if len(tokens_a) >= len(tokens_b):
+    if len(tokens_a) > len(tokens_b):
       tokens_a.pop()
     else:
       tokens_b.pop()
@@ -233,7 +233,7 @@ def format_example(unique_id: int, tokens: Sequence[str],
   """One JSON line (no newline) in Google's schema; values [L, T, H]."""
   num_layers, num_tokens, hidden = values.shape
   # One %-format per vector is several times faster than json.dumps of floats.
-  row_format = ", ".join(["%.8g"] * hidden)
+  row_format = ", ".join(["%.6g"] * hidden)
   rows = [row_format % tuple(r) for r in
           values.transpose(1, 0, 2).reshape(-1, hidden).tolist()]
   if not np.isfinite(values).all():

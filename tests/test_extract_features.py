@@ -107,10 +107,12 @@ def test_features_match_numpy_bert(files):
         want = ref[layer["index"]][t]
         assert got.shape == (helpers.TINY_CONFIG["hidden_size"],)
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
-        big = np.abs(want) > 1e-3
+        big = np.abs(want) > 0.1
         relative_errors.extend(np.abs(got - want)[big] / np.abs(want[big]))
-  # Far below the 5e-4 that rounding to 6 decimals gives values near 1e-3.
-  assert np.median(relative_errors) < 1e-6
+  # float32 model error is ~1e-7..1e-6 absolute, so a tight relative bound
+  # holds only away from 0; test_small_values_keep_significant_digits covers
+  # small values.
+  assert np.max(relative_errors) < 5e-5
   assert not [n for n in os.listdir(os.path.dirname(paths["output_file"]))
               if ".tmp" in n]
 
@@ -135,7 +137,11 @@ def test_small_values_keep_significant_digits(tmp_path, files):
                             segments(tokens))[-1]
     got = np.array([f["layers"][0]["values"] for f in record["features"]])
     assert np.abs(want).max() < 1e-3
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-10)
+    # Error relative to the layer's scale; Google's round(x, 6) errs by
+    # ~2.5e-7 / 1e-4 here.
+    atol = 1e-5 * np.abs(want).max()
+    assert not np.allclose(np.round(want, 6), want, rtol=0, atol=atol)
+    np.testing.assert_allclose(got, want, rtol=0, atol=atol)
 
 
 def test_sentencepiece_tokenizer(tmp_path, files):

@@ -1,0 +1,149 @@
+"""Exported teachers for distillation: loading, pre-flight checks, calls on
+whole batches inside the student's train step, and the logits cache.
+
+Shapes: K = number of teachers, B = batch, S = sequence, C = labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from bert import data, export
+from bert.errors import UserError
+
+
+def _file_digest(path: str, h) -> None:
+  with tf.io.gfile.GFile(path, "rb") as f:
+    while chunk := f.read(1 << 20):
+      h.update(chunk)
+
+
+class Teacher:
+  """One teacher SavedModel, or an ensemble of them, in inference mode."""
+
+  def __init__(self, paths: list[str]):
+    if not paths:
+      raise UserError("--teacher_model is required")
+    self.dirs = [export.resolve_export(p) for p in paths]
+    self.infos = [export.read_export_info(d) for d in self.dirs]
+    self._functions = []
+    for d in self.dirs:
+      try:
+        loaded = tf.saved_model.load(d)
+      except Exception as e:  # A broken or foreign directory.
+        raise UserError(f"{d}: cannot load the teacher SavedModel "
+                        f"({e.__class__.__name__}: {str(e)[:200]})") from None
+      signature = loaded.signatures.get("serving_default")
+      if signature is None or "logits" not in signature.structured_outputs:
+        raise UserError(
+            f"{d}: the teacher's serving_default signature has no 'logits' "
+            f"output (outputs: {sorted(signature.structured_outputs) if signature else 'none'})")
+      self._functions.append((loaded, signature))
+    self.loaded = [loaded for loaded, _ in self._functions]
+
+  @property
+  def size(self) -> int:
+    return len(self.dirs)
+
+  def logits(self, input_ids: tf.Tensor, input_mask: tf.Tensor,
+             segment_ids: tf.Tensor) -> tf.Tensor:
+    """int32 [B, S] features -> [K, B, C] logits, no gradient."""
+    outputs = [fn(input_ids=input_ids, input_mask=input_mask,
+                  segment_ids=segment_ids)["logits"]
+               for _, fn in self._functions]
+    return tf.stop_gradient(tf.stack(outputs))
+
+  def identity(self) -> str:
+    """A digest of the teachers' graphs and weights (and their order)."""
+    h = hashlib.sha256()
+    for d in self.dirs:
+      for name in ("saved_model.pb", "variables/variables.index"):
+        _file_digest(os.path.join(d, name), h)
+    return h.hexdigest()[:16]
+
+  def check_compatible(self, label_list: list[str], vocab_file: str | None,
+                       spm_model_file: str | None, max_seq_length: int,
+                       do_lower_case: bool) -> None:
+    """Stops before training when a teacher cannot teach this student."""
+    for d, info in zip(self.dirs, self.infos):
+      teacher_labels = info.get("label_list")
+      if teacher_labels is None:
+        probe = self._functions[self.dirs.index(d)][1](
+            input_ids=tf.constant([[0, 0]]), input_mask=tf.constant([[1, 1]]),
+            segment_ids=tf.constant([[0, 0]]))["logits"]
+        if probe.shape[-1] != len(label_list):
+          raise UserError(f"{d}: the teacher has {probe.shape[-1]} labels, "
+                          f"the task has {len(label_list)}")
+      elif list(teacher_labels) != list(label_list):
+        problem = ("label count" if len(teacher_labels) != len(label_list)
+                   else "label order")
+        raise UserError(
+            f"{d}: teacher {problem} differs from the task's: teacher "
+            f"{teacher_labels}, task {list(label_list)}")
+      ours = spm_model_file or vocab_file
+      theirs = export.asset_path(d, "spm.model" if spm_model_file
+                                 else "vocab.txt")
+      if theirs is None:
+        logging.warning("%s: the teacher carries no vocabulary asset; cannot "
+                        "check that it matches %s", d, ours)
+      elif _read_bytes(theirs) != _read_bytes(ours):
+        raise UserError(
+            f"{d}: the teacher's vocabulary ({theirs}) differs from the "
+            f"student's {ours}: token ids would not mean the same thing")
+      if info.get("max_seq_length", max_seq_length) < max_seq_length:
+        raise UserError(
+            f"{d}: the teacher was exported with max_seq_length "
+            f"{info['max_seq_length']}, shorter than the student's "
+            f"--max_seq_length={max_seq_length}")
+      if "do_lower_case" in info and info["do_lower_case"] != do_lower_case:
+        raise UserError(
+            f"{d}: the teacher was trained with do_lower_case="
+            f"{info['do_lower_case']} but --do_lower_case={do_lower_case}")
+
+  def predict(self, dataset: tf.data.Dataset) -> tuple[np.ndarray, dict]:
+    """Logits [K, N, C] over a finite dataset (file order) and its ints."""
+    step = tf.function(lambda f: self.logits(
+        f["input_ids"], f["input_mask"], f["segment_ids"]))
+    logits, extras = [], {}
+    for features in dataset:
+      logits.append(step(features).numpy())
+      for key in ("label_ids", "has_label", "example_index"):
+        extras.setdefault(key, []).append(features[key].numpy())
+    return (np.concatenate(logits, axis=1),
+            {k: np.concatenate(v) for k, v in extras.items()})
+
+  def cached_logits(self, tfrecord_path: str, max_seq_length: int,
+                    batch_size: int = 64) -> np.ndarray:
+    """Teacher logits [K, N, C] for every example of a feature file, indexed
+    by `example_index`, computed once and stored beside the features under a
+    name that includes the teacher's identity."""
+    path = (f"{tfrecord_path[:-len('.tf_record')]}"
+            f".teacher-{self.identity()}.npy")
+    if tf.io.gfile.exists(path):
+      logging.info("Reusing cached teacher logits %s", path)
+      return np.load(path)
+    logging.info("Computing teacher logits for %s",
+                 os.path.basename(tfrecord_path))
+    dataset = data.make_dataset(tfrecord_path, max_seq_length, batch_size,
+                                is_training=False)
+    logits, extras = self.predict(dataset)
+    table = np.zeros_like(logits)
+    table[:, extras["example_index"]] = logits
+    tmp = f"{path}.tmp-{os.getpid()}.npy"
+    np.save(tmp, table)
+    os.replace(tmp, path)
+    logging.info("Cached teacher logits %s", path)
+    return table
+
+
+def _read_bytes(path: str) -> bytes:
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      return f.read()
+  except tf.errors.NotFoundError:
+    raise UserError(f"{path}: file not found") from None

@@ -1,0 +1,400 @@
+"""In-graph BERT features from raw UTF-8 text, for TensorFlow Serving.
+
+`TextFeaturizer` turns a batch of strings into the `input_ids`, `input_mask`
+and `segment_ids` that `bert.data.convert_example` builds in Python with
+`bert.tokenization.FullTokenizer` (or `SentencePieceTokenizer`), so an export
+can offer a `predict_text` signature.  TF Serving 2.17-2.19 only registers core
+TensorFlow ops plus the 35 TF-Text ops of tensorflow-text 2.12.1
+(`SERVING_TEXT_OPS`); the graph uses core ops plus `NormalizeUTF8`,
+`WordpieceTokenizeWithOffsets` and the `Sentencepiece*Op`s.  `disallowed_ops`
+checks an export against that rule.
+
+WordPiece pipeline (the order is Google's; every step is batched):
+  1. Drop invalid UTF-8 bytes (`UnicodeTranscode`, errors='ignore', as
+     `convert_to_unicode`), then NUL, U+FFFD and control characters (Cc, Cf
+     but \\t \\n \\r).
+  2. Whitespace (\\t \\n \\r, Zs, and U+2028/U+2029 on which Python's
+     `str.split` also splits) -> ' '; spaces around CJK ideographs; split.
+  3. Per word, if lower-casing: ICU lower-case, NFD, drop Mn.
+  4. Spaces around punctuation (ASCII non-alphanumerics, Unicode P*); split.
+  5. Words longer than `tokenization.MAX_INPUT_CHARS_PER_WORD` characters ->
+     [UNK]; WordPiece (greedy longest match, '##', a word with an unmatched
+     rest -> [UNK]).
+The character classes of steps 1, 2, 4 and 3's Mn are generated from
+`bert.tokenization`'s own predicates over Python's `unicodedata`, not taken
+from RE2's tables, so they follow exactly the Unicode version Python uses.
+Rather than text.BertTokenizer, whose normaliser differs from Google's
+(NFKC case folding maps full-width letters to ASCII, 'ß' to 'ss' and removes
+zero-width characters; its control/whitespace handling and word-length limit
+in bytes differ too).
+
+The vocabulary is read with `tokenization.load_vocab` (Google's rules:
+stripped lines, a duplicated token keeps its last id) and stored in the graph
+as the constants of a `StaticHashTable`, so the SavedModel works without the
+original file (an asset-backed `TextFileInitializer` reads lines unstripped
+and fails on duplicates).  A SentencePiece model is stored in the graph too.
+
+Residual differences from the Python tokenizers:
+  * Lower-casing is ICU's (`tf.strings.lower(encoding='utf-8')`) and NFD/NFKD
+    are TF-Text's ICU; Python uses its own `unicodedata`.  They agree except
+    possibly on characters assigned in a Unicode version newer than the other
+    library's, and ICU lower-cases under the process's default locale (a
+    Turkish/Azeri/Lithuanian locale changes 'I'; Python never does).
+  * What counts as invalid UTF-8 is ICU's rule (maximal subparts), which
+    matched Python's 'ignore' decoding on every case tested.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+import unicodedata
+from typing import Callable, Optional
+
+import tensorflow as tf
+import tensorflow_text as text
+
+from bert import tokenization
+from bert.errors import UserError
+
+# The TF-Text ops that tensorflow_model_server 2.17-2.19 registers (it embeds
+# tensorflow-text 2.12.1). Source: tensorflow/serving workspace.bzl and
+# model_servers/BUILD; tensorflow/text core/ops. Serving 2.20 adds
+# TFText>RoundRobinGenerateMasks, TFText>RoundRobinTrim, TFText>Utf8Binarize.
+SERVING_TEXT_OPS = frozenset({
+    "CaseFoldUTF8", "ConstrainedSequence", "FastBertNormalize",
+    "FastWordpieceTokenizeWithOffsets", "FindSourceOffsets", "MaxSpanningTree",
+    "NormalizeUTF8", "NormalizeUTF8WithOffsetsMap", "PhraseTokenize",
+    "RegexSplitWithOffsets", "RougeL", "SentenceFragments",
+    "SentenceFragmentsV2", "SentencepieceDetokenizeOp",
+    "SentencepieceIdToStringOp", "SentencepieceOp",
+    "SentencepieceStringToIdOp", "SentencepieceTokenizeOp",
+    "SentencepieceTokenizeWithOffsetsOp", "SentencepieceVocabSizeOp",
+    "SplitMergeTokenizeWithOffsets", "TFText>BoiseTagsToOffsets",
+    "TFText>ByteSplitByOffsets", "TFText>ByteSplitWithOffsets",
+    "TFText>FastSentencepieceDetokenize", "TFText>FastSentencepieceTokenize",
+    "TFText>FastWordpieceDetokenize", "TFText>NgramsStringJoin",
+    "TFText>OffsetsToBoiseTags", "TFText>PhraseDetokenize",
+    "TFText>WhitespaceTokenizeWithOffsetsV2", "TokenizerFromLogits",
+    "UnicodeScriptTokenizeWithOffsets", "WhitespaceTokenizeWithOffsets",
+    "WordpieceTokenizeWithOffsets",
+})
+
+_UNDERLINE = tokenization.SPIECE_UNDERLINE  # '▁', 3 bytes in UTF-8.
+
+
+# --- Character classes from Python's unicodedata ------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _char_class(predicate: Callable[[str], bool]) -> str:
+  """An RE2 class `[...]` of every code point where `predicate` holds."""
+  ranges, start = [], None
+  for cp in range(0x110001):
+    hit = cp <= 0x10FFFF and not 0xD800 <= cp <= 0xDFFF and predicate(chr(cp))
+    if hit and start is None:
+      start = cp
+    elif not hit and start is not None:
+      ranges.append((start, cp - 1))
+      start = None
+  parts = [f"\\x{{{lo:X}}}" if lo == hi else f"\\x{{{lo:X}}}-\\x{{{hi:X}}}"
+           for lo, hi in ranges]
+  return "[" + "".join(parts) + "]"
+
+
+def _is_removed(char: str) -> bool:
+  # Google's _clean_text drops these.
+  return char in "\x00\ufffd" or tokenization._is_control(char)  # pylint: disable=protected-access
+
+
+def _is_space(char: str) -> bool:
+  # Google maps _is_whitespace to ' ' and then splits with str.split, which
+  # also splits on the few remaining str.isspace characters (U+2028, U+2029).
+  return not _is_removed(char) and (
+      tokenization._is_whitespace(char) or char.isspace())  # pylint: disable=protected-access
+
+
+def _is_mn(char: str) -> bool:
+  return unicodedata.category(char) == "Mn"
+
+
+def _is_combining(char: str) -> bool:
+  return unicodedata.combining(char) != 0
+
+
+# Python functions are hashable, so _char_class caches one pattern each.
+_is_cjk = tokenization._is_cjk  # pylint: disable=protected-access
+_is_punctuation = tokenization._is_punctuation  # pylint: disable=protected-access
+
+
+def _python_isspace(char: str) -> bool:
+  return char.isspace()
+
+
+def _python_isdigit(char: str) -> bool:
+  return char.isdigit()
+
+
+# --- Ragged helpers -----------------------------------------------------------
+
+
+def _split_words(words: tf.RaggedTensor, flat: tf.Tensor) -> tf.RaggedTensor:
+  """Splits each of `words`' flat values (given as `flat`) on ' ' again.
+
+  words: ragged [B, W]; flat: [N] with N = number of words -> ragged [B, W'].
+  """
+  return words.with_flat_values(tf.strings.split(flat)).merge_dims(1, 2)
+
+
+def _head(rt: tf.RaggedTensor, lengths: tf.Tensor) -> tf.RaggedTensor:
+  """The first `lengths[i]` items of each row i of `rt` (ragged [B, None])."""
+  starts = rt.row_starts()
+  return tf.gather(rt.values, tf.ragged.range(starts, starts + lengths))
+
+
+def _column(value: int, lengths: tf.Tensor) -> tf.RaggedTensor:
+  """Row i holds `lengths[i]` copies of `value` (int32 ragged [B, None])."""
+  return tf.RaggedTensor.from_row_lengths(
+      tf.fill([tf.reduce_sum(lengths)], tf.constant(value, tf.int32)), lengths)
+
+
+def truncated_pair_lengths(len_a: tf.Tensor, len_b: tf.Tensor,
+                           max_length: int) -> tuple[tf.Tensor, tf.Tensor]:
+  """Lengths after Google's _truncate_seq_pair, in closed form.
+
+  Google pops from a while len(a) > len(b), else from b, until the total fits
+  in `max_length` (m). The longer side shrinks to meet the shorter one, then
+  both shrink in turn, a keeping the odd token: a keeps ceil(m/2) and b
+  floor(m/2) unless one side is shorter than that, in which case the other
+  takes the rest of m.  len_a, len_b: int [B] -> (int [B], int [B]).
+  """
+  half_up = tf.cast((max_length + 1) // 2, len_a.dtype)
+  half_down = tf.cast(max_length // 2, len_a.dtype)
+  keep_a = tf.minimum(len_a, tf.maximum(half_up, max_length - len_b))
+  keep_b = tf.minimum(len_b, tf.maximum(half_down, max_length - len_a))
+  return keep_a, keep_b
+
+
+# --- The featurizer -----------------------------------------------------------
+
+
+class TextFeaturizer(tf.Module):
+  """Raw strings -> Google BERT features, in the graph, batched.
+
+  Call with `text_a` string [B] (and optionally `text_b` string [B]); returns
+  {"input_ids", "input_mask", "segment_ids"}: int32 [B, max_seq_length].
+  """
+
+  def __init__(self, vocab_file: Optional[str], do_lower_case: bool,
+               max_seq_length: int, spm_model_file: Optional[str] = None):
+    super().__init__(name="text_featurizer")
+    if max_seq_length < 3:
+      raise UserError(
+          f"--max_seq_length must be at least 3, got {max_seq_length}")
+    self.do_lower_case = bool(do_lower_case)
+    self.max_seq_length = int(max_seq_length)
+    # The Python tokenizer reads and checks the files with Google's rules.
+    py_tokenizer = tokenization.create_tokenizer(
+        vocab_file, do_lower_case, spm_model_file)
+    self._cls_id, self._sep_id = py_tokenizer.convert_tokens_to_ids(
+        ["[CLS]", "[SEP]"])
+    if spm_model_file:
+      self._spm = True
+      with open(spm_model_file, "rb") as f:
+        self._sp = text.SentencepieceTokenizer(model=f.read(),
+                                               out_type=tf.string)
+      return
+    self._spm = False
+    vocab = py_tokenizer.vocab
+    if tokenization.UNK_TOKEN not in vocab:
+      # Python fails only on the first unknown word; a graph cannot.
+      raise UserError(
+          f"{vocab_file}: the vocab has no {tokenization.UNK_TOKEN} entry")
+    self._table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(list(vocab.keys()), tf.string),
+            tf.constant(list(vocab.values()), tf.int64)),
+        default_value=-1)
+    self._wordpiece = text.WordpieceTokenizer(
+        self._table, suffix_indicator="##",
+        # Longer words are [UNK] already (limit in characters, not bytes).
+        max_bytes_per_word=4 * tokenization.MAX_INPUT_CHARS_PER_WORD,
+        token_out_type=tf.int64, unknown_token=tokenization.UNK_TOKEN)
+    self._removed_re = _char_class(_is_removed)
+    self._space_re = _char_class(_is_space)
+    self._cjk_re = _char_class(_is_cjk)
+    self._mn_re = _char_class(_is_mn)
+    self._punct_re = _char_class(_is_punctuation)
+
+  def __call__(self, text_a: tf.Tensor, text_b: Optional[tf.Tensor] = None
+               ) -> dict[str, tf.Tensor]:
+    """text_a, text_b: string [B] -> dict of int32 [B, max_seq_length]."""
+    ids_a = self.tokenize_ids(text_a)
+    ids_b = None if text_b is None else self.tokenize_ids(text_b)
+    return self._pack(ids_a, ids_b)
+
+  def tokenize_ids(self, texts: tf.Tensor) -> tf.RaggedTensor:
+    """string [B] -> int32 ragged [B, None]: the token ids of each text."""
+    texts = tf.convert_to_tensor(texts, tf.string)
+    texts.shape.assert_has_rank(1)
+    # Invalid bytes are dropped, as convert_to_unicode's 'ignore' does.
+    texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8",
+                                         errors="ignore")
+    if self._spm:
+      return self._sentencepiece_ids(texts)
+    return self._wordpiece_ids(texts)
+
+  def _wordpiece_ids(self, texts: tf.Tensor) -> tf.RaggedTensor:
+    texts = tf.strings.regex_replace(texts, self._removed_re, "")
+    texts = tf.strings.regex_replace(texts, self._space_re, " ")
+    texts = tf.strings.regex_replace(texts, self._cjk_re, r" \0 ")
+    words = tf.strings.split(texts)  # ragged [B, W]
+    flat = words.flat_values
+    if self.do_lower_case:
+      # Per word, as Google: the final-sigma rule sees only the word.
+      flat = tf.strings.lower(flat, encoding="utf-8")
+      flat = text.normalize_utf8(flat, "NFD")
+      flat = tf.strings.regex_replace(flat, self._mn_re, "")
+    flat = tf.strings.regex_replace(flat, self._punct_re, r" \0 ")
+    words = _split_words(words, flat)  # empty words vanish here
+    flat = words.flat_values
+    too_long = (tf.strings.length(flat, unit="UTF8_CHAR") >
+                tokenization.MAX_INPUT_CHARS_PER_WORD)
+    flat = tf.where(too_long, tokenization.UNK_TOKEN, flat)
+    pieces = self._wordpiece.tokenize(flat)  # ragged [N, P] int64
+    ids = words.with_flat_values(pieces).merge_dims(1, 2)
+    return tf.cast(ids, tf.int32)
+
+  def _sentencepiece_ids(self, texts: tf.Tensor) -> tf.RaggedTensor:
+    # SentencePieceTokenizer: " ".join(text.split()), then if lower-casing
+    # NFKD, drop combining marks, lower().
+    texts = tf.strings.regex_replace(
+        texts, _char_class(_python_isspace) + "+", " ")
+    texts = tf.strings.regex_replace(texts, "^ | $", "")
+    if self.do_lower_case:
+      texts = text.normalize_utf8(texts, "NFKD")
+      texts = tf.strings.regex_replace(texts, _char_class(_is_combining), "")
+      texts = tf.strings.lower(texts, encoding="utf-8")
+    pieces = self._sp.tokenize(texts)  # ragged [B, P] strings
+    pieces = pieces.with_flat_values(self._split_number_commas(
+        pieces.flat_values)).merge_dims(1, 2)
+    ids = self._sp.string_to_id(pieces)
+    return tf.cast(ids, tf.int32)
+
+  def _split_number_commas(self, pieces: tf.Tensor) -> tf.RaggedTensor:
+    """ALBERT's rule: "▁1990," -> "▁1990" ",". pieces [N] -> ragged [N, None].
+
+    A piece ending in a digit and ',' is re-encoded without '▁' and the comma;
+    if the piece did not start with '▁' but the re-encoding does, that '▁' is
+    removed (the piece "▁" dropped).  Other pieces stay as they are.
+    """
+    split = tf.strings.regex_full_match(
+        pieces, "(?s).*" + _char_class(_python_isdigit) + ",")
+    core = tf.strings.regex_replace(
+        tf.strings.regex_replace(pieces, ",$", ""), _UNDERLINE, "")
+    sub = self._sp.tokenize(tf.where(split, core, ""))  # "" -> no pieces
+    values = sub.values
+    starts_with_underline = f"(?s){_UNDERLINE}.*"
+    first = tf.equal(tf.ragged.range(sub.row_lengths()).flat_values, 0)
+    fix = (first & tf.strings.regex_full_match(values, starts_with_underline)
+           & tf.gather(split & ~tf.strings.regex_full_match(
+               pieces, starts_with_underline), sub.value_rowids()))
+    drop = fix & tf.equal(values, _UNDERLINE)
+    values = tf.where(fix, tf.strings.regex_replace(values, "^" + _UNDERLINE,
+                                                    ""), values)
+    sub = tf.ragged.boolean_mask(sub.with_values(values),
+                                 sub.with_values(~drop))
+    last = tf.expand_dims(tf.where(split, ",", pieces), 1)
+    return tf.concat([sub, tf.RaggedTensor.from_tensor(last)], axis=1)
+
+  def _pack(self, ids_a: tf.RaggedTensor, ids_b: Optional[tf.RaggedTensor]
+            ) -> dict[str, tf.Tensor]:
+    """[CLS] a [SEP] (b [SEP]) with Google's truncation, padded with 0."""
+    len_a = ids_a.row_lengths()
+    if ids_b is None:
+      ids_b = tf.RaggedTensor.from_row_lengths(
+          tf.zeros([0], tf.int32), tf.zeros_like(len_a))
+    len_b = ids_b.row_lengths()
+    # As Google: a text_b with no tokens means a single sequence.
+    has_b = len_b > 0
+    pair_a, pair_b = truncated_pair_lengths(len_a, len_b,
+                                            self.max_seq_length - 3)
+    keep_a = tf.where(has_b, pair_a,
+                      tf.minimum(len_a, self.max_seq_length - 2))
+    keep_b = tf.where(has_b, pair_b, tf.zeros_like(pair_b))
+    ones = tf.ones_like(len_a)
+    second_sep = tf.cast(has_b, len_a.dtype)
+    ids = tf.concat([_column(self._cls_id, ones), _head(ids_a, keep_a),
+                     _column(self._sep_id, ones), _head(ids_b, keep_b),
+                     _column(self._sep_id, second_sep)], axis=1)
+    segment_ids = tf.concat([_column(0, keep_a + 2),
+                             _column(1, keep_b + second_sep)], axis=1)
+    shape = [None, self.max_seq_length]
+    return {
+        "input_ids": ids.to_tensor(0, shape=shape),
+        "input_mask": tf.ones_like(ids).to_tensor(0, shape=shape),
+        "segment_ids": segment_ids.to_tensor(0, shape=shape),
+    }
+
+
+# --- Serving op checks --------------------------------------------------------
+
+
+def graph_ops(saved_model_dir: str) -> set[str]:
+  """Op types in a SavedModel's graphs and all functions of their libraries.
+
+  Calls of library functions by name are not op types and are left out.
+  """
+  from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
+
+  path = os.path.join(saved_model_dir, "saved_model.pb")
+  if not tf.io.gfile.exists(path):
+    raise UserError(f"{path}: no such file (expected a SavedModel directory)")
+  saved_model = saved_model_pb2.SavedModel()
+  with tf.io.gfile.GFile(path, "rb") as f:
+    saved_model.ParseFromString(f.read())
+  ops, functions = set(), set()
+  for meta_graph in saved_model.meta_graphs:
+    graph = meta_graph.graph_def
+    ops.update(node.op for node in graph.node)
+    for function in graph.library.function:
+      functions.add(function.signature.name)
+      ops.update(node.op for node in function.node_def)
+  return ops - functions
+
+
+def serving_allowed_ops() -> set[str]:
+  """The TF-Text ops that TF Serving 2.17+ can run (beside core TF ops)."""
+  return set(SERVING_TEXT_OPS)
+
+
+# Lists the ops core TensorFlow registers, in a process that has not imported
+# tensorflow_text (whose ops register on import).
+_LIST_CORE_OPS = """
+from tensorflow.core.framework import op_def_pb2
+from tensorflow.python.client import pywrap_tf_session as c
+ops = op_def_pb2.OpList()
+ops.ParseFromString(c.TF_GetBuffer(c.TF_GetAllOpList()))
+print("\\n".join(sorted(op.name for op in ops.op)))
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def core_ops() -> frozenset[str]:
+  """Names of all ops registered by core TensorFlow (this installed version)."""
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+  result = subprocess.run([sys.executable, "-c", _LIST_CORE_OPS], env=env,
+                          capture_output=True, text=True, check=True)
+  names = frozenset(result.stdout.split())
+  if "MatMul" not in names or "WordpieceTokenizeWithOffsets" in names:
+    raise RuntimeError("listing core TensorFlow ops failed: " +
+                       result.stderr[-500:])
+  return names
+
+
+def disallowed_ops(saved_model_dir: str) -> set[str]:
+  """Ops of the SavedModel that TF Serving 2.17+ lacks: neither core TF ops
+  nor in `SERVING_TEXT_OPS`. Empty when the export is servable."""
+  return graph_ops(saved_model_dir) - serving_allowed_ops() - core_ops()
