@@ -168,8 +168,10 @@ def convert_example(example: InputExample, seq_length: int,
     segment_ids += [1] * (len(tokens_b) + 1)
   input_ids = list(tokenizer.convert_tokens_to_ids(tokens))
   pad = seq_length - len(input_ids)
-  return InputFeatures(example.unique_id, tokens, input_ids + [0] * pad,
-                       [1] * len(input_ids) + [0] * pad, segment_ids + [0] * pad)
+  return InputFeatures(example.unique_id, tokens,
+                       input_ids=input_ids + [0] * pad,
+                       input_mask=[1] * len(input_ids) + [0] * pad,
+                       segment_ids=segment_ids + [0] * pad)
 
 
 def parse_layers(layers: str, num_hidden_layers: int) -> list[int]:
@@ -221,11 +223,12 @@ class LayerExtractor(tf.Module):
         array[:len(batch)] = [getattr(f, name) for f in batch]
         arrays.append(array)  # The last batch is padded with empty rows.
       values = self.batch_layers(*arrays).numpy()
-      for row, feature in enumerate(batch):
-        yield values[row, :, :len(feature.tokens)]
       done = start + len(batch)
+      # Before yielding: a consumer may stop right after the last example.
       if (batch_number + 1) % log_every == 0 or done == total:
         logging.info("Extracted %d/%d examples", done, total)
+      for row, feature in enumerate(batch):
+        yield values[row, :, :len(feature.tokens)]
 
 
 def format_example(unique_id: int, tokens: Sequence[str],
@@ -233,7 +236,7 @@ def format_example(unique_id: int, tokens: Sequence[str],
   """One JSON line (no newline) in Google's schema; values [L, T, H]."""
   num_layers, num_tokens, hidden = values.shape
   # One %-format per vector is several times faster than json.dumps of floats.
-  row_format = ", ".join(["%.6g"] * hidden)
+  row_format = ", ".join(["%.8g"] * hidden)
   rows = [row_format % tuple(r) for r in
           values.transpose(1, 0, 2).reshape(-1, hidden).tolist()]
   if not np.isfinite(values).all():

@@ -21,8 +21,6 @@ encoder plus the `output_weights`/`output_bias` head of `BertClassifier`.
 
 from __future__ import annotations
 
-import os
-
 import tensorflow as tf
 from absl import flags
 
@@ -154,13 +152,19 @@ class HubClassifier(tf.Module):
     self.num_labels = num_labels
     self.encoder = load_encoder(handle)
     # tf.Module does not look inside the loaded object: these lists make the
-    # encoder's variables part of this module's (trainable_)variables.
-    self.encoder_variables = list(self.encoder.variables)
+    # encoder's weights part of this module's (trainable_)variables.  The
+    # `do_lower_case` flag is metadata, not a weight to checkpoint.
+    flag = getattr(self.encoder, "do_lower_case", None)
+    self.encoder_variables = [v for v in self.encoder.variables
+                              if v is not flag]
     self.encoder_trainable_variables = list(self.encoder.trainable_variables)
     self.vocab_file, self.do_lower_case = tokenization_info(self.encoder)
     one = tf.ones([1, 1], tf.int32)
     pooled = self._encode(one, one, tf.zeros_like(one), False)["pooled_output"]
     self.hidden_size = int(pooled.shape[-1])
+    # For input checks; None when the encoder's names do not tell.
+    self.vocab_size = self._embedding_rows("word_embeddings")
+    self.max_position_embeddings = self._embedding_rows("position_embedding")
     self.output_weights = tf.Variable(
         tf.random.truncated_normal([num_labels, self.hidden_size],
                                    stddev=0.02), name="output_weights")
@@ -170,6 +174,13 @@ class HubClassifier(tf.Module):
       raise UserError(f"--bert_hub_module_handle={handle}: the encoder's "
                       "variable names are not unique, so name-based "
                       "checkpoints cannot hold them")
+
+  def _embedding_rows(self, name_part: str) -> int | None:
+    """Rows of the 2-D variable whose name contains `name_part`, e.g.
+    `bert/embeddings/word_embeddings` or `word_embeddings/embeddings`."""
+    rows = {int(v.shape[0]) for v in self.encoder_variables
+            if name_part in v.name and v.shape.rank == 2}
+    return rows.pop() if len(rows) == 1 else None
 
   def _encode(self, input_ids, input_mask, segment_ids, training: bool):
     return self.encoder({"input_word_ids": tf.cast(input_ids, tf.int32),

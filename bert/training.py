@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert import checkpoints, modeling, optimization
+from bert import checkpoints, data, modeling, optimization
 
 # loss_fn(features, training) -> (scalar loss averaged over the global batch,
 # {name: scalar metric} to log).
@@ -96,6 +96,7 @@ class Trainer:
 
   def _train_step_fn(self):
     def replica_step(features):
+      features = data.trim_batch(features)
       with tf.GradientTape() as tape:
         loss, metrics = self.loss_fn(features, True)
         # The optimiser sums gradients over replicas.
@@ -169,7 +170,7 @@ def predict_logits(forward: Callable[[dict], tf.Tensor],
   Returns numpy arrays in the dataset's order: `logits` [N, C] and every
   int feature of the batches (`label_ids`, `has_label`, `example_index`).
   """
-  step = tf.function(forward)
+  step = tf.function(lambda features: forward(data.trim_batch(features)))
   outputs: dict[str, list] = {}
   for features in dataset:
     outputs.setdefault("logits", []).append(step(features).numpy())

@@ -137,8 +137,8 @@ def test_small_values_keep_significant_digits(tmp_path, files):
                             segments(tokens))[-1]
     got = np.array([f["layers"][0]["values"] for f in record["features"]])
     assert np.abs(want).max() < 1e-3
-    # Error relative to the layer's scale; Google's round(x, 6) errs by
-    # ~2.5e-7 / 1e-4 here.
+    # 1e-5 of the layer's scale: 6 significant digits pass (5 do not), while
+    # Google's round(x, 6) errs by ~2.5e-7, i.e. ~1e-3 of the scale.
     atol = 1e-5 * np.abs(want).max()
     assert not np.allclose(np.round(want, 6), want, rtol=0, atol=atol)
     np.testing.assert_allclose(got, want, rtol=0, atol=atol)
