@@ -51,24 +51,32 @@ def _truncate_seq_pair(tokens_a: list[str], tokens_b: list[str],
       tokens_b.pop()
 
 
-def convert_example(example: InputExample, label_list: Sequence[str],
-                    max_seq_length: int, tokenizer) -> InputFeatures:
-  """Tokenizes, truncates and pads one example (Google's layout)."""
+def build_tokens(tokenizer, text_a: str, text_b: str | None,
+                 max_seq_length: int) -> tuple[list[str], list[int]]:
+  """`[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`, truncated as Google's, and
+  its segment ids (0 for a, 1 for b); not padded."""
   if max_seq_length < 3:
     raise UserError(f"max_seq_length must be at least 3, got {max_seq_length}")
-  tokens_a = tokenizer.tokenize(example.text_a)
+  tokens_a = tokenizer.tokenize(text_a)
   # Like Google: an empty text_b, or one with no tokens, means a single text.
-  tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
+  tokens_b = tokenizer.tokenize(text_b) if text_b else None
   if tokens_b:
     _truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)
   else:
     tokens_a = tokens_a[:max_seq_length - 2]
-
   tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
   segment_ids = [0] * len(tokens)
   if tokens_b:
     tokens += tokens_b + ["[SEP]"]
     segment_ids += [1] * (len(tokens_b) + 1)
+  return tokens, segment_ids
+
+
+def convert_example(example: InputExample, label_list: Sequence[str],
+                    max_seq_length: int, tokenizer) -> InputFeatures:
+  """Tokenizes, truncates and pads one example (Google's layout)."""
+  tokens, segment_ids = build_tokens(tokenizer, example.text_a,
+                                     example.text_b, max_seq_length)
   input_ids = list(tokenizer.convert_tokens_to_ids(tokens))
   input_mask = [1] * len(input_ids)
   pad = max_seq_length - len(input_ids)

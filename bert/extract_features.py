@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert import checkpoints
+from bert import data
 from bert import modeling
 from bert import tokenization
 from bert.errors import UserError, exit_on_error
@@ -141,31 +142,11 @@ def read_examples(input_file: str) -> list[InputExample]:
   return examples
 
 
-def _truncate_seq_pair(tokens_a: list[str], tokens_b: list[str],
-                       max_length: int) -> None:
-  # Shorten the longer side one token at a time (b on ties), as Google does:
-  # a short text loses more per dropped token.
-  while len(tokens_a) + len(tokens_b) > max_length:
-    if len(tokens_a) > len(tokens_b):
-      tokens_a.pop()
-    else:
-      tokens_b.pop()
-
-
 def convert_example(example: InputExample, seq_length: int,
                     tokenizer) -> InputFeatures:
   """Tokenizes, truncates and pads to `[CLS] a [SEP] (b [SEP])`."""
-  tokens_a = tokenizer.tokenize(example.text_a)
-  tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
-  if tokens_b:
-    _truncate_seq_pair(tokens_a, tokens_b, seq_length - 3)
-  else:
-    tokens_a = tokens_a[:seq_length - 2]
-  tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
-  segment_ids = [0] * len(tokens)
-  if tokens_b:
-    tokens += tokens_b + ["[SEP]"]
-    segment_ids += [1] * (len(tokens_b) + 1)
+  tokens, segment_ids = data.build_tokens(tokenizer, example.text_a,
+                                          example.text_b, seq_length)
   input_ids = list(tokenizer.convert_tokens_to_ids(tokens))
   pad = seq_length - len(input_ids)
   return InputFeatures(example.unique_id, tokens,

@@ -21,27 +21,39 @@ WordPiece pipeline (the order is Google's; every step is batched):
      [UNK]; WordPiece (greedy longest match, '##', a word with an unmatched
      rest -> [UNK]).
 The character classes of steps 1, 2, 4 and 3's Mn are generated from
-`bert.tokenization`'s own predicates over Python's `unicodedata`, not taken
-from RE2's tables, so they follow exactly the Unicode version Python uses.
-Rather than text.BertTokenizer, whose normaliser differs from Google's
-(NFKC case folding maps full-width letters to ASCII, 'ß' to 'ss' and removes
-zero-width characters; its control/whitespace handling and word-length limit
-in bytes differ too).
+`bert.tokenization`'s own predicates over Python's `unicodedata` (not RE2's
+tables), so they follow exactly the Unicode version Python uses.
+
+Why not text.BertTokenizer: on the same vocab it differs from Google's in
+ways users hit.  Its lower-casing is NFKC case folding, so full-width letters
+and punctuation become ASCII ('，' -> ',', 'ＡＢＣ' -> 'abc'), 'ß' -> 'ss',
+'ﬁ' -> 'fi', '①' -> '1', final 'ς' -> 'σ'; control and zero-width characters
+(U+200B, U+00AD, ZWJ in emoji) split words or become [UNK] instead of being
+removed, U+0085 splits a word, U+2028/U+2029 do not; and its word limit is
+100 bytes, not 200 characters.
 
 The vocabulary is read with `tokenization.load_vocab` (Google's rules:
-stripped lines, a duplicated token keeps its last id) and stored in the graph
-as the constants of a `StaticHashTable`, so the SavedModel works without the
-original file (an asset-backed `TextFileInitializer` reads lines unstripped
-and fails on duplicates).  A SentencePiece model is stored in the graph too.
+stripped lines, a duplicated token has the id of its last line) and stored in
+the graph as the constants of a `StaticHashTable`, so the SavedModel works
+without the original file.  (A `TextFileInitializer` on an asset would keep
+trailing spaces and fails on a duplicated token; `bert.export` ships the
+vocab.txt itself as an asset.)  A SentencePiece model is stored in the graph
+too (`SentencepieceOp` holds the serialized model).
+
+SentencePiece pipeline: as `SentencePieceTokenizer`: invalid bytes dropped,
+whitespace runs -> ' ' and stripped; if lower-casing NFKD, drop combining
+marks, lower-case; encode; ALBERT's split of a digit-comma piece ("▁1990," ->
+"▁1990" ","); piece -> id.
 
 Residual differences from the Python tokenizers:
   * Lower-casing is ICU's (`tf.strings.lower(encoding='utf-8')`) and NFD/NFKD
-    are TF-Text's ICU; Python uses its own `unicodedata`.  They agree except
-    possibly on characters assigned in a Unicode version newer than the other
-    library's, and ICU lower-cases under the process's default locale (a
-    Turkish/Azeri/Lithuanian locale changes 'I'; Python never does).
-  * What counts as invalid UTF-8 is ICU's rule (maximal subparts), which
-    matched Python's 'ignore' decoding on every case tested.
+    are TF-Text's ICU, while Python uses its own `unicodedata`: they can
+    disagree on characters assigned in a Unicode version newer than one of
+    them.  ICU also lower-cases under the process's default locale (a
+    Turkish, Azeri or Lithuanian locale changes 'I'; Python's never does).
+  * What is invalid UTF-8 is ICU's rule; it dropped the same bytes as
+    Python's 'ignore' decoding in every case tested (truncated, overlong,
+    surrogate, > U+10FFFF, stray continuation bytes).
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 SentencePieceTokenizer's, Google's pair truncation, exported `predict_text`
 signatures without the vocab file, and the TF Serving op check."""
 
+import ast
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -187,6 +190,25 @@ def test_robust_inputs_give_answers(vocab_file):
   assert got["input_ids"][6].tolist()[:3] == [cls, sep, 0]
 
 
+def test_vocab_lines_follow_googles_load_vocab(tmp_path):
+  # Trailing spaces are stripped and a duplicated token takes its last id.
+  vocab_file = write_vocab(tmp_path, ["[PAD]", "[UNK]", "[CLS]", "[SEP]",
+                                      "hello ", "world", "x", "world"])
+  tokenizer = tokenization.FullTokenizer(vocab_file, True)
+  featurizer = text_graph.TextFeaturizer(vocab_file, True, 8)
+  got = featurizer.tokenize_ids(tf.constant(["hello world"])).to_list()
+  assert got == [[4, 7]] == [tokenizer.convert_tokens_to_ids(["hello", "world"])]
+
+
+def test_empty_batch_and_mismatched_pair_batch(vocab_file):
+  featurizer = text_graph.TextFeaturizer(vocab_file, True, 8)
+  empty = tf.constant([], tf.string)
+  for features in (featurizer(empty), featurizer(empty, empty)):
+    assert all(v.shape == (0, 8) for v in features.values())
+  with pytest.raises(tf.errors.InvalidArgumentError, match="same batch size"):
+    featurizer(tf.constant(["a", "b"]), tf.constant(["a"]))
+
+
 def test_bad_files_and_lengths_are_user_errors(tmp_path, vocab_file):
   with pytest.raises(UserError, match="no \\[UNK\\]"):
     text_graph.TextFeaturizer(write_vocab(tmp_path, ["[CLS]", "[SEP]", "a"]),
@@ -287,6 +309,23 @@ def test_export_runs_without_the_vocab_file(exported):
   got = loaded.signatures["predict_pair"](
       a=tf.constant([a for a, _ in PAIRS]), b=tf.constant([b for _, b in PAIRS]))
   assert_features_equal({k: v.numpy() for k, v in got.items()}, want_pair)
+
+
+def test_export_loads_in_a_fresh_process_without_this_package(exported,
+                                                              tmp_path):
+  # Only tensorflow_text's op registrations are needed: no bert code, no vocab.
+  path, want_single, _ = exported
+  script = ("import sys, tensorflow as tf, tensorflow_text\n"
+            "m = tf.saved_model.load(sys.argv[1])\n"
+            "out = m.signatures['predict_text'](text=tf.constant(sys.argv[2:]))\n"
+            "print(out['input_ids'].numpy().tolist())\n")
+  result = subprocess.run(
+      [sys.executable, "-c", script, path] + TRICKY[:3], cwd=str(tmp_path),
+      capture_output=True, text=True, timeout=300,
+      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""})
+  assert result.returncode == 0, result.stderr[-2000:]
+  got = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+  assert got == want_single["input_ids"][:3].tolist()
 
 
 def test_export_uses_only_servable_ops(exported):

@@ -1,0 +1,109 @@
+"""Experiment: do distilled students beat the same students trained alone?
+
+For each student config and seed, trains the student on the waimai train
+split twice: with run_classifier.py (labels only) and with
+run_classifier_distill.py (default distillation settings, the given teacher),
+then prints dev accuracy mean and spread per student and method.
+
+  python benchmarks/distill_experiment.py --teacher_model=export/bench_teacher \
+    --vocab_file=output/bench_teacher/vocab.txt [--seeds=1,2,3]
+
+The teacher comes from benchmarks/bench_teacher.py --export_dir=...
+Skips cleanly when ../shared/data/waimai is absent.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", os.path.join(ROOT, "..", "shared", "data",
+                                             "waimai"), "text&label data.")
+flags.DEFINE_string("work_dir", os.path.join(ROOT, "output", "distill_exp"),
+                    "Where runs go.")
+flags.DEFINE_string("teacher_model", None, "Exported teacher.")
+flags.DEFINE_string("vocab_file", None, "The teacher's vocab.txt.")
+flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds.")
+flags.DEFINE_list("students", ["1x128", "2x128"], "layers x hidden.")
+flags.DEFINE_float("epochs", 3.0, "Training epochs.")
+flags.DEFINE_float("learning_rate", 3e-4, "Peak learning rate.")
+flags.DEFINE_integer("max_seq_length", 128, "Sequence length.")
+flags.DEFINE_list("distill_flags", [], "Extra flags for the distill runs, "
+                  "e.g. --temperature=4 (default: the script's defaults).")
+
+
+def student_config(work_dir: str, spec: str, vocab_size: int) -> str:
+  layers, hidden = (int(x) for x in spec.split("x"))
+  path = os.path.join(work_dir, f"student_{spec}.json")
+  with open(path, "w") as f:
+    json.dump({"vocab_size": vocab_size, "hidden_size": hidden,
+               "num_hidden_layers": layers,
+               "num_attention_heads": max(1, hidden // 64),
+               "intermediate_size": 4 * hidden, "hidden_act": "gelu",
+               "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+               "max_position_embeddings": 512, "type_vocab_size": 2,
+               "initializer_range": 0.02}, f, indent=2)
+  return path
+
+
+def run(script: str, output_dir: str, extra: list[str]) -> float:
+  results = os.path.join(output_dir, "eval_results.txt")
+  if not os.path.exists(results):
+    command = [sys.executable, os.path.join(ROOT, "bert", script),
+               "--task_name=emotion", f"--data_dir={FLAGS.data_dir}",
+               f"--vocab_file={FLAGS.vocab_file}", f"--output_dir={output_dir}",
+               "--do_train", "--do_eval", f"--num_train_epochs={FLAGS.epochs}",
+               f"--learning_rate={FLAGS.learning_rate}",
+               f"--max_seq_length={FLAGS.max_seq_length}",
+               "--eval_batch_size=64", "--log_steps=200"] + extra
+    print(" ".join(command), flush=True)
+    subprocess.run(command, check=True, stderr=subprocess.DEVNULL,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  with open(results) as f:
+    return float(dict(l.strip().split(" = ") for l in f)["eval_accuracy"])
+
+
+def main(argv):
+  del argv
+  if not os.path.exists(os.path.join(FLAGS.data_dir, "train.csv")):
+    print(f"skipped: no {FLAGS.data_dir}/train.csv")
+    return
+  os.makedirs(FLAGS.work_dir, exist_ok=True)
+  with open(FLAGS.vocab_file, encoding="utf-8") as f:
+    vocab_size = sum(1 for _ in f)
+  table = {}
+  start = time.time()
+  for spec in FLAGS.students:
+    config = student_config(FLAGS.work_dir, spec, vocab_size)
+    for seed in FLAGS.seeds:
+      common = [f"--bert_config_file={config}", f"--seed={seed}"]
+      base = os.path.join(FLAGS.work_dir, f"{spec}-seed{seed}")
+      plain = run("run_classifier.py", base + "-plain", common)
+      distilled = run("run_classifier_distill.py", base + "-distill",
+                      common + [f"--teacher_model={FLAGS.teacher_model}"]
+                      + FLAGS.distill_flags)
+      table.setdefault((spec, "labels only"), []).append(plain)
+      table.setdefault((spec, "distilled"), []).append(distilled)
+      print(f"{spec} seed {seed}: labels only {plain:.4f}, "
+            f"distilled {distilled:.4f}", flush=True)
+  print(f"\n{len(FLAGS.seeds)} seeds, {FLAGS.epochs:g} epochs, "
+        f"{(time.time() - start) / 60:.0f} min; dev accuracy")
+  print("| student | method | mean | std | min | max | runs |")
+  print("|---|---|---|---|---|---|---|")
+  for (spec, method), values in table.items():
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    print(f"| {spec} | {method} | {statistics.mean(values):.4f} | {std:.4f} |"
+          f" {min(values):.4f} | {max(values):.4f} | "
+          f"{', '.join(f'{v:.4f}' for v in values)} |")
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["teacher_model", "vocab_file"])
+  app.run(main)
