@@ -90,25 +90,44 @@ def require(flag: str) -> str:
   return value
 
 
-def load_task(bert_config_file: str | None = None) -> Task:
-  """Checks the flags and reads the config, tokenizer and processor."""
+def load_task(hub_model: tf.Module | None = None) -> Task:
+  """Checks the flags and reads the config, tokenizer and processor.
+
+  With a TF Hub encoder (`hub_model`, a `hub_encoder.HubClassifier`) there is
+  no bert_config.json: sizes, vocab and casing come from the encoder.
+  """
   if FLAGS.use_tpu:
     logging.warning("--use_tpu is ignored: this project trains with "
                     "tf.distribute on CPUs and GPUs")
-  config = modeling.BertConfig.from_json_file(
-      bert_config_file or require("bert_config_file"))
-  if FLAGS.max_seq_length > config.max_position_embeddings:
+  if hub_model is None:
+    config = modeling.BertConfig.from_json_file(require("bert_config_file"))
+    vocab_size, max_positions = (config.vocab_size,
+                                 config.max_position_embeddings)
+  else:
+    config = None
+    vocab_size, max_positions = (hub_model.vocab_size,
+                                 hub_model.max_position_embeddings)
+    if not FLAGS.vocab_file and not FLAGS.spm_model_file:
+      FLAGS.vocab_file = hub_model.vocab_file
+  if max_positions and FLAGS.max_seq_length > max_positions:
     raise UserError(
         f"--max_seq_length={FLAGS.max_seq_length} is more than the model's "
-        f"max_position_embeddings={config.max_position_embeddings}")
+        f"max_position_embeddings={max_positions}")
   if not FLAGS.spm_model_file:
     require("vocab_file")
   tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case,
                                                 FLAGS.init_checkpoint)
   tokenizer = tokenization.create_tokenizer(
       FLAGS.vocab_file, FLAGS.do_lower_case, FLAGS.spm_model_file)
-  tokenization.check_vocab_fits(tokenizer, config.vocab_size,
-                                FLAGS.spm_model_file or FLAGS.vocab_file)
+  if vocab_size:
+    tokenization.check_vocab_fits(tokenizer, vocab_size,
+                                  FLAGS.spm_model_file or FLAGS.vocab_file)
+  processor = task_processor()
+  return Task(processor, list(processor.get_labels()), tokenizer, config)
+
+
+def task_processor() -> processors.DataProcessor:
+  """The --task_name processor, its label list known."""
   processor = processors.get_processor(
       require("task_name"), text_column=FLAGS.text_column,
       text_b_column=FLAGS.text_b_column, label_column=FLAGS.label_column,
@@ -117,7 +136,7 @@ def load_task(bert_config_file: str | None = None) -> Task:
       and FLAGS.data_dir):
     # Infers the label list from the train file when none is given.
     processor.get_train_examples(FLAGS.data_dir)
-  return Task(processor, list(processor.get_labels()), tokenizer, config)
+  return processor
 
 
 def split_dataset(task: Task, split: str, batch_size: int, is_training: bool,

@@ -29,27 +29,34 @@ classifier.define_flags()
 hub_encoder.define_flags()
 
 
-def build_model(task: classifier.Task) -> tf.Module:
-  if FLAGS.bert_hub_module_handle:
-    return hub_encoder.HubClassifier(FLAGS.bert_hub_module_handle,
-                                     len(task.label_list))
-  return modeling.BertClassifier(task.bert_config, len(task.label_list))
-
-
 def main(argv):
   del argv
   if not any([FLAGS.do_train, FLAGS.do_eval, FLAGS.do_predict,
               FLAGS.do_export, FLAGS.do_export_encoder]):
     raise UserError("at least one of --do_train, --do_eval, --do_predict, "
                     "--do_export, --do_export_encoder must be set")
+  if FLAGS.bert_hub_module_handle and (FLAGS.do_export or
+                                       FLAGS.do_export_encoder):
+    raise UserError("--do_export/--do_export_encoder with "
+                    "--bert_hub_module_handle are not supported: they export "
+                    "this project's BertModel")
   if FLAGS.temperature <= 0:
     raise UserError(f"--temperature must be > 0, got {FLAGS.temperature}")
   output_dir = classifier.check_output_dir()
   training.set_seed(FLAGS.seed)
-  task = classifier.load_task()
   strategy = training.get_strategy()
-  with strategy.scope():
-    model = build_model(task)
+  if FLAGS.bert_hub_module_handle:
+    # The head's size needs the label list, the task needs the encoder's
+    # vocab: read the labels first.
+    labels = classifier.task_processor().get_labels()
+    with strategy.scope():
+      model = hub_encoder.HubClassifier(FLAGS.bert_hub_module_handle,
+                                        len(labels))
+    task = classifier.load_task(hub_model=model)
+  else:
+    task = classifier.load_task()
+    with strategy.scope():
+      model = modeling.BertClassifier(task.bert_config, len(task.label_list))
   temperature = FLAGS.temperature if FLAGS.do_distill else 1.0
 
   if FLAGS.do_train:
@@ -81,7 +88,8 @@ def main(argv):
         classifier.init_model(model, FLAGS.init_checkpoint)
     trainer.train(dataset, FLAGS.train_batch_size)
     global_step = trainer.global_step
-  elif FLAGS.do_eval or FLAGS.do_predict or FLAGS.do_export:
+  elif (FLAGS.do_eval or FLAGS.do_predict or FLAGS.do_export or
+        FLAGS.do_export_encoder):
     global_step = classifier.load_trained(model)
 
   forward = classifier.make_forward(model)
@@ -90,14 +98,12 @@ def main(argv):
   if FLAGS.do_predict:
     classifier.predict(forward, task)
   if FLAGS.do_export:
-    if FLAGS.bert_hub_module_handle:
-      raise UserError("--do_export with --bert_hub_module_handle is not "
-                      "supported: export a model of this project's BertModel")
     classifier.export_model(model, task, {"global_step": global_step,
                                           "temperature": temperature})
   if FLAGS.do_export_encoder:
-    hub_encoder.export_encoder(model.bert, FLAGS.export_dir
-                               or os.path.join(output_dir, "hub_encoder"))
+    hub_encoder.export_encoder(
+        model.bert, FLAGS.export_dir or os.path.join(output_dir, "hub_encoder"),
+        vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 import tensorflow_text as text
+from tensorflow.core.protobuf import saved_model_pb2
 
 from bert import tokenization
 from bert.errors import UserError
@@ -116,16 +117,24 @@ def _char_class(predicate: Callable[[str], bool]) -> str:
   return "[" + "".join(parts) + "]"
 
 
+# Predicates of Google's rules (bert.tokenization's, so the graph and the
+# Python tokenizer cannot drift apart); _char_class caches one pattern each.
+# pylint: disable=protected-access
+_is_cjk = tokenization._is_cjk
+_is_punctuation = tokenization._is_punctuation
+
+
 def _is_removed(char: str) -> bool:
   # Google's _clean_text drops these.
-  return char in "\x00\ufffd" or tokenization._is_control(char)  # pylint: disable=protected-access
+  return char in "\x00\ufffd" or tokenization._is_control(char)
 
 
 def _is_space(char: str) -> bool:
   # Google maps _is_whitespace to ' ' and then splits with str.split, which
   # also splits on the few remaining str.isspace characters (U+2028, U+2029).
   return not _is_removed(char) and (
-      tokenization._is_whitespace(char) or char.isspace())  # pylint: disable=protected-access
+      tokenization._is_whitespace(char) or char.isspace())
+# pylint: enable=protected-access
 
 
 def _is_mn(char: str) -> bool:
@@ -134,19 +143,6 @@ def _is_mn(char: str) -> bool:
 
 def _is_combining(char: str) -> bool:
   return unicodedata.combining(char) != 0
-
-
-# Python functions are hashable, so _char_class caches one pattern each.
-_is_cjk = tokenization._is_cjk  # pylint: disable=protected-access
-_is_punctuation = tokenization._is_punctuation  # pylint: disable=protected-access
-
-
-def _python_isspace(char: str) -> bool:
-  return char.isspace()
-
-
-def _python_isdigit(char: str) -> bool:
-  return char.isdigit()
 
 
 # --- Ragged helpers -----------------------------------------------------------
@@ -308,7 +304,7 @@ class TextFeaturizer(tf.Module):
     # SentencePieceTokenizer: " ".join(text.split()), then if lower-casing
     # NFKD, drop combining marks, lower().
     texts = tf.strings.regex_replace(
-        texts, _char_class(_python_isspace) + "+", " ")
+        texts, _char_class(str.isspace) + "+", " ")
     texts = tf.strings.regex_replace(texts, "^ | $", "")
     if self.do_lower_case:
       texts = text.normalize_utf8(texts, "NFKD")
@@ -328,7 +324,7 @@ class TextFeaturizer(tf.Module):
     removed (the piece "▁" dropped).  Other pieces stay as they are.
     """
     split = tf.strings.regex_full_match(
-        pieces, "(?s).*" + _char_class(_python_isdigit) + ",")
+        pieces, "(?s).*" + _char_class(str.isdigit) + ",")
     core = tf.strings.regex_replace(
         tf.strings.regex_replace(pieces, ",$", ""), _UNDERLINE, "")
     sub = self._sp.tokenize(tf.where(split, core, ""))  # "" -> no pieces
@@ -386,8 +382,6 @@ def graph_ops(saved_model_dir: str) -> set[str]:
 
   Calls of library functions by name are not op types and are left out.
   """
-  from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
-
   path = os.path.join(saved_model_dir, "saved_model.pb")
   if not tf.io.gfile.exists(path):
     raise UserError(f"{path}: no such file (expected a SavedModel directory)")
