@@ -35,6 +35,9 @@ flags.DEFINE_list("students", ["1x128", "2x128"], "layers x hidden.")
 flags.DEFINE_float("epochs", 3.0, "Training epochs.")
 flags.DEFINE_float("learning_rate", 3e-4, "Peak learning rate.")
 flags.DEFINE_integer("max_seq_length", 128, "Sequence length.")
+flags.DEFINE_bool("skip_plain", False, "Only the distill runs.")
+flags.DEFINE_string("tag", "", "Suffix of the distill runs' directories, "
+                    "to compare settings next to the same plain runs.")
 flags.DEFINE_list("distill_flags", [], "Extra flags for the distill runs, "
                   "e.g. --temperature=4 (default: the script's defaults).")
 
@@ -85,8 +88,9 @@ def main(argv):
     for seed in FLAGS.seeds:
       common = [f"--bert_config_file={config}", f"--seed={seed}"]
       base = os.path.join(FLAGS.work_dir, f"{spec}-seed{seed}")
-      plain = run("run_classifier.py", base + "-plain", common)
-      distilled = run("run_classifier_distill.py", base + "-distill",
+      plain = (run("run_classifier.py", base + "-plain", common)
+               if not FLAGS.skip_plain else float("nan"))
+      distilled = run("run_classifier_distill.py", base + "-distill" + FLAGS.tag,
                       common + [f"--teacher_model={FLAGS.teacher_model}"]
                       + FLAGS.distill_flags)
       table.setdefault((spec, "labels only"), []).append(plain)

@@ -309,6 +309,30 @@ class BertClassifier(tf.Module):
     return self.forward(input_ids, input_mask, segment_ids, training)[0]
 
 
+class MaskedLMHead(tf.Module):
+  """Google's pre-training masked-LM head, `cls/predictions/...`.
+
+  The output projection is tied to the input embedding: logits are
+  LayerNorm(act(dense(x))) @ word_embeddings^T + output_bias.
+  """
+
+  def __init__(self, config: BertConfig, word_embeddings: tf.Variable):
+    super().__init__(name=None)
+    h, std = config.hidden_size, config.initializer_range
+    self.activation = get_activation(config.hidden_act)
+    self.transform = Dense("cls/predictions/transform/dense", h, h, std)
+    self.transform_norm = LayerNorm("cls/predictions/transform/LayerNorm", h)
+    self.word_embeddings = word_embeddings  # [V, H], shared with BertModel.
+    self.output_bias = _zeros("cls/predictions/output_bias",
+                              [config.vocab_size])
+
+  def __call__(self, sequence_output: tf.Tensor) -> tf.Tensor:
+    """sequence_output [B, S, H] (any leading dims) -> logits [B, S, V]."""
+    x = self.transform_norm(self.activation(self.transform(sequence_output)))
+    logits = tf.matmul(x, self.word_embeddings, transpose_b=True)
+    return logits + self.output_bias
+
+
 def variables_by_name(module: tf.Module) -> dict[str, tf.Variable]:
   """Google checkpoint name -> variable, for every variable of `module`."""
   named = {}
