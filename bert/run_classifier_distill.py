@@ -12,8 +12,10 @@ compiled train step, in inference mode and outside the gradient; with
 --cache_teacher_logits its logits are computed once and reused.
 """
 
+import dataclasses
 import os
 import sys
+from typing import Callable
 
 if not __package__:  # run as `python bert/run_classifier_distill.py`
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,7 +24,8 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert import classifier, distillation, modeling, teacher as teacher_lib
+from bert import classifier, data, distillation, modeling
+from bert import teacher as teacher_lib
 from bert import training
 from bert.errors import UserError, exit_on_error
 
@@ -53,23 +56,140 @@ flags.DEFINE_list("init_from_teacher_layers", None, "Initialise the student "
                   "teacher layers (e.g. 0,2,4,6,8,10), as DistilBERT.")
 flags.DEFINE_integer("teacher_eval_sample", 512, "Dev examples on which the "
                      "teacher's accuracy is checked before training.")
-FLAGS.set_default("temperature", 2.0)
+
+# This script's --temperature default.  run_classifier.py's (for --do_distill)
+# stays 1.0: the default applies when the flag is not given, rather than via
+# FLAGS.set_default at import, which leaks into run_classifier.py's flag in a
+# process that imports both (as the test suite does).
+DEFAULT_TEMPERATURE = 2.0
+
+# features -> teacher logits [K, B, C] (K teachers, no gradient).
+TeacherLogitsFn = Callable[[dict], tf.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillOptions:
+  """The distillation settings of one run (the flags of the same names)."""
+  temperature: float = DEFAULT_TEMPERATURE
+  alpha: float = 0.5
+  objective: str = "soft_ce"
+  alpha_schedule: str = "constant"
+  temperature_schedule: str = "constant"
+  ensemble_mean: str = "arithmetic"
+
+  @classmethod
+  def from_flags(cls) -> "DistillOptions":
+    options = cls(
+        temperature=(FLAGS.temperature if FLAGS["temperature"].present
+                     else DEFAULT_TEMPERATURE),
+        alpha=FLAGS.alpha, objective=FLAGS.distill_objective,
+        alpha_schedule=FLAGS.alpha_schedule,
+        temperature_schedule=FLAGS.temperature_schedule,
+        ensemble_mean=FLAGS.ensemble_mean)
+    distillation.validate_distill_flags(
+        options.alpha, options.temperature, options.objective,
+        options.alpha_schedule, options.temperature_schedule,
+        options.ensemble_mean)
+    return options
+
+
+def online_teacher_logits(teacher: teacher_lib.Teacher) -> TeacherLogitsFn:
+  """The teacher SavedModels called on the (trimmed) batch in the step."""
+  return lambda features: teacher.logits(
+      features["input_ids"], features["input_mask"], features["segment_ids"])
+
+
+def cached_teacher_logits(table: np.ndarray) -> TeacherLogitsFn:
+  """Rows of a [K, N, C] logits table picked by `example_index`."""
+  table = tf.constant(table, tf.float32)
+  return lambda features: tf.gather(table, features["example_index"], axis=1)
+
+
+def make_loss_fn(model: modeling.BertClassifier,
+                 teacher_logits_fn: TeacherLogitsFn, options: DistillOptions,
+                 num_train_steps: int,
+                 global_step: Callable[[], tf.Tensor]) -> training.LossFn:
+  """The student's training loss for `training.Trainer`.
+
+  Args:
+    model: the student.
+    teacher_logits_fn: features -> teacher logits [K, B, C].
+    options: temperature, alpha, objective, schedules, ensemble mean.
+    num_train_steps: the length of the schedules.
+    global_step: returns the current step (read inside the compiled step).
+
+  Returns:
+    loss_fn(features, is_training) -> (scalar loss, {hard_loss, soft_loss,
+    agreement}); features are dicts of int32 [B, S] / [B] tensors with
+    label_ids, has_label (0 for transfer examples) and example_index.
+  """
+  def loss_fn(features, is_training):
+    step = global_step()
+    temperature = distillation.temperature_at(
+        step, num_train_steps, options.temperature,
+        options.temperature_schedule)
+    alpha = distillation.alpha_at(step, num_train_steps, options.alpha,
+                                  options.alpha_schedule)
+    teacher_logits = tf.stop_gradient(teacher_logits_fn(features))
+    student_logits = model(features["input_ids"], features["input_mask"],
+                           features["segment_ids"], training=is_training)
+    if teacher_logits.shape[0] == 1:
+      targets = {"teacher_logits": teacher_logits[0]}
+    elif options.objective == "logits_mse":
+      targets = {"teacher_logits":
+                 distillation.ensemble_teacher_logits(teacher_logits)}
+    else:
+      targets = {"teacher_probs": distillation.ensemble_teacher_probs(
+          teacher_logits, temperature, options.ensemble_mean)}
+    losses = distillation.distillation_loss(
+        student_logits, labels=features["label_ids"],
+        has_label=tf.cast(features["has_label"], tf.float32),
+        temperature=temperature, alpha=alpha, objective=options.objective,
+        **targets)
+    metrics = {"hard_loss": losses["hard_loss"],
+               "soft_loss": losses["soft_loss"],
+               "agreement": distillation.agreement(
+                   student_logits, tf.reduce_mean(teacher_logits, 0))}
+    return losses["loss"], metrics
+
+  return loss_fn
+
+
+def parse_teacher_layers(values: list[str] | None) -> list[int] | None:
+  """--init_from_teacher_layers as ints (None when not given)."""
+  if not values:
+    return None
+  try:
+    layers = [int(v) for v in values]
+  except ValueError:
+    raise UserError(f"--init_from_teacher_layers must be comma-separated "
+                    f"layer numbers, got {','.join(values)!r}") from None
+  if min(layers) < 0:
+    raise UserError(f"--init_from_teacher_layers: layer numbers start at 0, "
+                    f"got {min(layers)}")
+  return layers
 
 
 def init_from_teacher(student: modeling.BertClassifier,
-                      teacher: teacher_lib.Teacher, layers: list[str]) -> None:
-  """Copies embeddings, the chosen encoder layers, pooler and head."""
+                      teacher: teacher_lib.Teacher, layers: list[int]) -> None:
+  """Copies the (first) teacher's embeddings, the chosen encoder layers (the
+  student's layer i from teacher layer layers[i]), pooler and head."""
   if len(layers) != student.config.num_hidden_layers:
     raise UserError(
         f"--init_from_teacher_layers lists {len(layers)} layers but the "
         f"student has num_hidden_layers={student.config.num_hidden_layers}")
   source = {v.name.split(":")[0]: v
             for v in teacher.loaded[0].model_variables}
+  teacher_layers = len({n.split("/")[2] for n in source
+                        if n.startswith("bert/encoder/layer_")})
+  if max(layers) >= teacher_layers:
+    raise UserError(f"--init_from_teacher_layers: layer {max(layers)} is out "
+                    f"of range, the teacher has {teacher_layers} layers")
   for name, variable in modeling.variables_by_name(student).items():
     origin = name
     if name.startswith("bert/encoder/layer_"):
       index, rest = name[len("bert/encoder/layer_"):].split("/", 1)
-      origin = f"bert/encoder/layer_{int(layers[int(index)])}/{rest}"
+      origin = f"bert/encoder/layer_{layers[int(index)]}/{rest}"
     if origin not in source:
       raise UserError(f"--init_from_teacher_layers: the teacher has no "
                       f"variable {origin}")
@@ -78,23 +198,31 @@ def init_from_teacher(student: modeling.BertClassifier,
           f"--init_from_teacher_layers: teacher {origin} has shape "
           f"{source[origin].shape.as_list()}, the student's {name} "
           f"{variable.shape.as_list()} (the student must have the teacher's "
-          "hidden size)")
+          "hidden and intermediate sizes)")
     variable.assign(source[origin])
-  logging.info("Initialised the student from teacher layers %s",
-               ",".join(layers))
+  logging.info("Initialised the student from %s, layers %s", teacher.dirs[0],
+               ",".join(map(str, layers)))
 
 
-def teacher_summary(teacher, task, alpha, temperature) -> None:
+def teacher_summary(teacher: teacher_lib.Teacher, task: classifier.Task,
+                    options: DistillOptions) -> None:
   """Teacher accuracy on a dev sample and the loss terms' real weights."""
+  num_labels = len(task.label_list)
+  # At step 0 of 1: the schedules' starting values.
+  alpha = distillation.alpha_at(0, 1, options.alpha, options.alpha_schedule)
+  temperature = distillation.temperature_at(0, 1, options.temperature,
+                                            options.temperature_schedule)
   weights = distillation.distillation_loss(
-      tf.zeros([1, len(task.label_list)]), tf.zeros([1, len(task.label_list)]),
-      tf.zeros([1], tf.int32), None, temperature, alpha,
-      FLAGS.distill_objective)
-  logging.info("Loss weights: hard %.3g, soft %.3g (alpha %s, T %s, %s%s)",
+      tf.zeros([1, num_labels]), tf.zeros([1, num_labels]),
+      tf.zeros([1], tf.int32), None, temperature, alpha, options.objective)
+  logging.info("Loss weights at the first step: hard %.3g, soft %.3g "
+               "(alpha %.3g, T %.3g, %s%s%s)",
                float(weights["hard_weight"]), float(weights["soft_weight"]),
-               alpha, temperature, FLAGS.distill_objective,
-               ", alpha annealed 1 -> 0" if FLAGS.alpha_schedule == "anneal"
-               else "")
+               float(alpha), float(temperature), options.objective,
+               ", alpha annealed 1 -> 0" if options.alpha_schedule == "anneal"
+               else "",
+               ", T decays linearly to 1"
+               if options.temperature_schedule == "linear" else "")
   try:
     dev = task.processor.get_dev_examples(classifier.require("data_dir"))
   except UserError as e:
@@ -105,7 +233,7 @@ def teacher_summary(teacher, task, alpha, temperature) -> None:
     return
   dataset, _ = classifier.split_dataset(task, "dev-sample", 64, False, dev)
   logits, extras = teacher.predict(dataset)
-  chance = 1.0 / len(task.label_list)
+  chance = 1.0 / num_labels
   for d, teacher_logits in zip(teacher.dirs, logits):
     accuracy = float((teacher_logits.argmax(-1) == extras["label_ids"]).mean())
     logging.info("Teacher %s: accuracy %.4f on %d dev examples", d, accuracy,
@@ -117,9 +245,8 @@ def teacher_summary(teacher, task, alpha, temperature) -> None:
 
 def main(argv):
   del argv
-  distillation.validate_distill_flags(
-      FLAGS.alpha, FLAGS.temperature, FLAGS.distill_objective,
-      FLAGS.alpha_schedule, FLAGS.temperature_schedule, FLAGS.ensemble_mean)
+  options = DistillOptions.from_flags()
+  teacher_layers = parse_teacher_layers(FLAGS.init_from_teacher_layers)
   if not any([FLAGS.do_train, FLAGS.do_eval, FLAGS.do_predict,
               FLAGS.do_export]):
     raise UserError("at least one of --do_train, --do_eval, --do_predict, "
@@ -128,7 +255,7 @@ def main(argv):
   training.set_seed(FLAGS.seed)
   task = classifier.load_task()
   teacher = teacher_lib.Teacher(
-      [p for p in (FLAGS.teacher_model or "").split(",") if p])
+      [p.strip() for p in (FLAGS.teacher_model or "").split(",") if p.strip()])
   teacher.check_compatible(task.label_list, FLAGS.vocab_file,
                            FLAGS.spm_model_file, FLAGS.max_seq_length,
                            FLAGS.do_lower_case)
@@ -137,7 +264,7 @@ def main(argv):
     model = modeling.BertClassifier(task.bert_config, len(task.label_list))
 
   if FLAGS.do_train:
-    teacher_summary(teacher, task, FLAGS.alpha, FLAGS.temperature)
+    teacher_summary(teacher, task, options)
     examples = task.processor.get_train_examples(
         classifier.require("data_dir"))
     if FLAGS.transfer_file:
@@ -149,48 +276,19 @@ def main(argv):
                                           True, examples)
     steps, warmup = classifier.train_steps(n)
     classifier.steps_per_epoch_summary(n, steps, warmup)
-    cached = None
     if FLAGS.cache_teacher_logits:
-      from bert import data
+      # The same examples give the same feature file as split_dataset's, so
+      # its example_index addresses the table.
       path = data.cache_features(examples, task.label_list,
                                  FLAGS.max_seq_length, task.tokenizer,
                                  output_dir, "train")
-      cached = tf.constant(teacher.cached_logits(path, FLAGS.max_seq_length))
+      teacher_logits_fn = cached_teacher_logits(
+          teacher.cached_logits(path, FLAGS.max_seq_length))
+    else:
+      teacher_logits_fn = online_teacher_logits(teacher)
     trainer = None  # Bound below; the loss reads its step for schedules.
-
-    def loss_fn(features, is_training):
-      step = trainer.optimizer.global_step
-      temperature = distillation.temperature_at(
-          step, steps, FLAGS.temperature, FLAGS.temperature_schedule)
-      alpha = distillation.alpha_at(step, steps, FLAGS.alpha,
-                                    FLAGS.alpha_schedule)
-      if cached is not None:
-        teacher_logits = tf.gather(cached, features["example_index"], axis=1)
-      else:
-        teacher_logits = teacher.logits(features["input_ids"],
-                                        features["input_mask"],
-                                        features["segment_ids"])
-      student_logits = model(features["input_ids"], features["input_mask"],
-                             features["segment_ids"], training=is_training)
-      targets = {"teacher_logits": teacher_logits[0]}
-      if teacher.size > 1:
-        if FLAGS.distill_objective == "logits_mse":
-          targets = {"teacher_logits":
-                     distillation.ensemble_teacher_logits(teacher_logits)}
-        else:
-          targets = {"teacher_probs": distillation.ensemble_teacher_probs(
-              tf.unstack(teacher_logits), temperature, FLAGS.ensemble_mean)}
-      losses = distillation.distillation_loss(
-          student_logits, labels=features["label_ids"],
-          has_label=tf.cast(features["has_label"], tf.float32),
-          temperature=temperature, alpha=alpha,
-          objective=FLAGS.distill_objective, **targets)
-      metrics = {"hard_loss": losses["hard_loss"],
-                 "soft_loss": losses["soft_loss"],
-                 "agreement": distillation.agreement(
-                     student_logits, tf.reduce_mean(teacher_logits, 0))}
-      return losses["loss"], metrics
-
+    loss_fn = make_loss_fn(model, teacher_logits_fn, options, steps,
+                           lambda: trainer.optimizer.global_step)
     trainer = training.Trainer(
         model, loss_fn, strategy=strategy, output_dir=output_dir,
         num_train_steps=steps, learning_rate=FLAGS.learning_rate,
@@ -198,8 +296,8 @@ def main(argv):
         save_checkpoints_steps=FLAGS.save_checkpoints_steps,
         log_every=FLAGS.log_steps, keep_checkpoints=FLAGS.keep_checkpoint_max)
     if not trainer.restore():
-      if FLAGS.init_from_teacher_layers:
-        init_from_teacher(model, teacher, FLAGS.init_from_teacher_layers)
+      if teacher_layers:
+        init_from_teacher(model, teacher, teacher_layers)
       else:
         classifier.init_model(model, FLAGS.init_checkpoint)
     trainer.train(dataset, FLAGS.train_batch_size)
@@ -223,9 +321,10 @@ def main(argv):
   if FLAGS.do_export:
     classifier.export_model(model, task, {
         "global_step": global_step, "teacher": teacher.dirs,
-        "distill_objective": FLAGS.distill_objective})
+        "distill_objective": options.objective})
 
 
 if __name__ == "__main__":
+  FLAGS.set_default("temperature", DEFAULT_TEMPERATURE)  # For --help.
   flags.mark_flags_as_required(["output_dir", "teacher_model"])
   app.run(exit_on_error(main))

@@ -42,10 +42,13 @@ class Teacher:
         raise UserError(f"{d}: cannot load the teacher SavedModel "
                         f"({e.__class__.__name__}: {str(e)[:200]})") from None
       signature = loaded.signatures.get("serving_default")
-      if signature is None or "logits" not in signature.structured_outputs:
+      if signature is None:
+        raise UserError(f"{d}: the teacher SavedModel has no serving_default "
+                        "signature")
+      if "logits" not in signature.structured_outputs:
         raise UserError(
             f"{d}: the teacher's serving_default signature has no 'logits' "
-            f"output (outputs: {sorted(signature.structured_outputs) if signature else 'none'})")
+            f"output (outputs: {sorted(signature.structured_outputs)})")
       self._functions.append((loaded, signature))
     self.loaded = [loaded for loaded, _ in self._functions]
 
@@ -62,11 +65,17 @@ class Teacher:
     return tf.stop_gradient(tf.stack(outputs))
 
   def identity(self) -> str:
-    """A digest of the teachers' graphs and weights (and their order)."""
+    """A digest of the teachers' graphs and weights (and their order).
+
+    The variables' index holds a CRC32C of every tensor, so it changes with
+    the weights without reading the (large) data shards.
+    """
     h = hashlib.sha256()
     for d in self.dirs:
       for name in ("saved_model.pb", "variables/variables.index"):
-        _file_digest(os.path.join(d, name), h)
+        path = os.path.join(d, name)
+        if tf.io.gfile.exists(path):  # A SavedModel may have no variables.
+          _file_digest(path, h)
     return h.hexdigest()[:16]
 
   def check_compatible(self, label_list: list[str], vocab_file: str | None,
@@ -123,16 +132,27 @@ class Teacher:
     return (np.concatenate(logits, axis=1),
             {k: np.concatenate(v) for k, v in extras.items()})
 
+  def cache_path(self, tfrecord_path: str) -> str:
+    """Where `cached_logits` keeps this teacher's logits for a feature file:
+    `<file>.teacher-<identity>.npy` beside it."""
+    stem = tfrecord_path[:-len(".tf_record")] if tfrecord_path.endswith(
+        ".tf_record") else tfrecord_path
+    return f"{stem}.teacher-{self.identity()}.npy"
+
   def cached_logits(self, tfrecord_path: str, max_seq_length: int,
                     batch_size: int = 64) -> np.ndarray:
     """Teacher logits [K, N, C] for every example of a feature file, indexed
     by `example_index`, computed once and stored beside the features under a
     name that includes the teacher's identity."""
-    path = (f"{tfrecord_path[:-len('.tf_record')]}"
-            f".teacher-{self.identity()}.npy")
+    path = self.cache_path(tfrecord_path)
+    num_examples = data.read_cache_info(tfrecord_path)["num_examples"]
     if tf.io.gfile.exists(path):
-      logging.info("Reusing cached teacher logits %s", path)
-      return np.load(path)
+      table = np.load(path)
+      if table.shape[:2] == (self.size, num_examples):
+        logging.info("Reusing cached teacher logits %s", path)
+        return table
+      logging.warning("%s has shape %s, not [%d, %d, C]: recomputing", path,
+                      table.shape, self.size, num_examples)
     logging.info("Computing teacher logits for %s",
                  os.path.basename(tfrecord_path))
     dataset = data.make_dataset(tfrecord_path, max_seq_length, batch_size,
