@@ -5,10 +5,12 @@ A classifier is exported to `<export_dir>/<version>/` with the signatures
       -> logits [B, C], probabilities [B, C]
   intermediate(same inputs) -> logits, embedding_output [B, S, H],
       hidden_states [B, L, S, H], attention_scores [B, L, N, S, S]
+      (BERT classifiers only)
   predict_text(text: string [B]) -> logits, probabilities, label
       (when a `TextFeaturizer` is given: tokenisation inside the graph)
-and `vocab.txt`, `bert_config.json` and `export_info.json` (labels, sequence
-length, lower-casing) as assets.  The version is written under a temporary
+and `vocab.txt`, `bert_config.json` (`model_config.json` for other models,
+e.g. a BiLSTM student) and `export_info.json` (labels, sequence length,
+lower-casing) as assets.  The version is written under a temporary
 name and renamed, so TF Serving never sees half a model.
 """
 
@@ -37,8 +39,11 @@ def _ids_signature():
 class ClassifierExport(tf.Module):
   """What is saved: the classifier, its assets and its signatures."""
 
-  def __init__(self, model: modeling.BertClassifier, assets: dict[str, str],
+  def __init__(self, model: tf.Module, assets: dict[str, str],
                label_list: list[str], text_featurizer: tf.Module | None = None):
+    """`model`: a BertClassifier, or any classifier module with its call
+    interface (`model(input_ids, input_mask, segment_ids, training)` ->
+    logits), such as `bilstm.BiLstmClassifier`."""
     super().__init__(name=None)
     self.model = model
     # Restored objects lose tf.Module's `.variables`; this list keeps them
@@ -47,6 +52,10 @@ class ClassifierExport(tf.Module):
     self.assets = {k: tf.saved_model.Asset(v) for k, v in assets.items()}
     self.label_names = tf.constant(label_list)
     self.text_featurizer = text_featurizer
+    if isinstance(model, modeling.BertClassifier):
+      # Only BERT has layers to distil from (made here for the reason below).
+      self.intermediate = tf.function(self._intermediate,
+                                      input_signature=_ids_signature())
     if text_featurizer is not None:
       # Created here: a tf.function with an input signature on the class would
       # be traced by tf.saved_model.save even without a featurizer.
@@ -59,8 +68,7 @@ class ClassifierExport(tf.Module):
     logits = self.model(input_ids, input_mask, segment_ids, training=False)
     return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
 
-  @tf.function(input_signature=_ids_signature())
-  def intermediate(self, input_ids, input_mask, segment_ids):
+  def _intermediate(self, input_ids, input_mask, segment_ids):
     logits, out = self.model.forward(input_ids, input_mask, segment_ids,
                                      training=False)
     return {"logits": logits,
@@ -77,7 +85,9 @@ class ClassifierExport(tf.Module):
     return {**outputs, "label": label}
 
   def signatures(self) -> dict:
-    signatures = {"serving_default": self.serve, "intermediate": self.intermediate}
+    signatures = {"serving_default": self.serve}
+    if hasattr(self, "intermediate"):
+      signatures["intermediate"] = self.intermediate
     if self.text_featurizer is not None:
       signatures["predict_text"] = self.predict_text
     return signatures
@@ -113,15 +123,22 @@ def save_versioned(module: tf.Module, export_dir: str, signatures: dict,
   return final
 
 
-def export_classifier(model: modeling.BertClassifier, export_dir: str, *,
-                      vocab_file: str, bert_config: modeling.BertConfig,
+def export_classifier(model: tf.Module, export_dir: str, *,
+                      vocab_file: str, bert_config,
                       label_list: list[str], max_seq_length: int,
                       do_lower_case: bool, spm_model_file: str | None = None,
                       text_featurizer: tf.Module | None = None,
                       extra_info: dict | None = None) -> str:
-  """Exports `model` as the next version under `export_dir`; returns its path."""
+  """Exports `model` as the next version under `export_dir`; returns its path.
+
+  `bert_config` is the model's config (anything with `to_json_string`); it
+  is written as `bert_config.json` for a `modeling.BertConfig`, else as
+  `model_config.json`, so readers of `bert_config.json` only find BERT's.
+  """
+  is_bert = isinstance(bert_config, modeling.BertConfig)
   with tempfile.TemporaryDirectory() as tmp:
-    config_path = os.path.join(tmp, "bert_config.json")
+    config_path = os.path.join(
+        tmp, "bert_config.json" if is_bert else "model_config.json")
     with open(config_path, "w") as f:
       f.write(bert_config.to_json_string())
     info_path = os.path.join(tmp, EXPORT_INFO)
@@ -131,7 +148,8 @@ def export_classifier(model: modeling.BertClassifier, export_dir: str, *,
                  "do_lower_case": bool(do_lower_case),
                  "num_labels": len(label_list),
                  **(extra_info or {})}, f, indent=2, ensure_ascii=False)
-    assets = {"bert_config": config_path, "export_info": info_path}
+    assets = {"bert_config" if is_bert else "model_config": config_path,
+              "export_info": info_path}
     # Fixed asset names, whatever the user's files are called.
     for key, source, name in (("vocab", vocab_file, "vocab.txt"),
                               ("spm_model", spm_model_file, "spm.model")):

@@ -64,6 +64,34 @@ class Teacher:
                for _, fn in self._functions]
     return tf.stop_gradient(tf.stack(outputs))
 
+  def intermediate_signature(self):
+    """The single teacher's `intermediate` signature (TinyBERT's targets).
+
+    Raises:
+      UserError: for an ensemble, or an export without that signature.
+    """
+    if self.size != 1:
+      raise UserError(f"intermediate-layer distillation takes one "
+                      f"--teacher_model, got {self.size}")
+    loaded = self.loaded[0]
+    signature = loaded.signatures.get("intermediate")
+    if signature is None:
+      raise UserError(
+          f"{self.dirs[0]}: the teacher export has no 'intermediate' "
+          f"signature (it has {', '.join(sorted(loaded.signatures))}); "
+          "intermediate-layer distillation needs a BERT teacher exported by "
+          "this project's --do_export")
+    return signature
+
+  def intermediate(self, input_ids: tf.Tensor, input_mask: tf.Tensor,
+                   segment_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+    """int32 [B, S] features -> the teacher's layers, no gradient: logits
+    [B, C], embedding_output [B, S, H], hidden_states [B, L, S, H],
+    attention_scores [B, L, N, S, S] (masked, before the softmax)."""
+    outputs = self.intermediate_signature()(
+        input_ids=input_ids, input_mask=input_mask, segment_ids=segment_ids)
+    return {k: tf.stop_gradient(v) for k, v in outputs.items()}
+
   def identity(self) -> str:
     """A digest of the teachers' graphs and weights (and their order).
 

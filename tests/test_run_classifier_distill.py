@@ -253,14 +253,15 @@ def test_ensemble_geometric_with_schedules(env, tmp_path, caplog):
 
 
 def test_temperature_default_does_not_leak_into_run_classifier():
-  """This script's T defaults to 2; run_classifier.py's --temperature (for
+  """This script's T defaults to 10; run_classifier.py's --temperature (for
   --do_distill), the same flag, keeps its default of 1."""
   from absl import flags
   from absl.testing import flagsaver
   with flagsaver.flagsaver():
     flags.FLAGS(["prog"])
     assert flags.FLAGS.temperature == 1.0
-    assert distill.DistillOptions.from_flags().temperature == 2.0
+    assert (distill.DistillOptions.from_flags().temperature ==
+            distill.DEFAULT_TEMPERATURE == 10.0)
     flags.FLAGS(["prog", "--temperature=1"])
     assert distill.DistillOptions.from_flags().temperature == 1.0
 

