@@ -238,7 +238,7 @@ def predict(forward, task: Task) -> np.ndarray:
 
 def export_model(model: modeling.BertClassifier, task: Task,
                  extra_info: dict | None = None) -> str:
-  from bert import text_graph  # TF-Text loads only when exporting.
+  from bert import text_graph  # Its Unicode tables load only when exporting.
   export_dir = require("export_dir")
   featurizer = text_graph.TextFeaturizer(
       FLAGS.vocab_file, FLAGS.do_lower_case, FLAGS.max_seq_length,

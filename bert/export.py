@@ -181,6 +181,25 @@ def read_export_info(saved_model_dir: str) -> dict:
     return json.load(f)
 
 
+def load(saved_model_dir: str):
+  """`tf.saved_model.load`, registering TF-Text's ops first if needed.
+
+  WordPiece exports use core ops only; SentencePiece exports (and WordPiece
+  exports made before text_graph went core-only) need TF-Text's ops, which
+  register when `tensorflow_text` is imported.
+  """
+  # pylint: disable=import-outside-toplevel,unused-import,reimported
+  if asset_path(saved_model_dir, "spm.model"):
+    import tensorflow_text
+  try:
+    return tf.saved_model.load(saved_model_dir)
+  except Exception as e:  # pylint: disable=broad-except
+    if "Op type not registered" not in str(e):
+      raise
+  import tensorflow_text
+  return tf.saved_model.load(saved_model_dir)
+
+
 def asset_path(saved_model_dir: str, name: str) -> str | None:
   path = os.path.join(saved_model_dir, "assets", name)
   return path if tf.io.gfile.exists(path) else None

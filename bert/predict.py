@@ -37,10 +37,8 @@ class ExportedClassifier:
   def __init__(self, path: str):
     self.dir = export.resolve_export(path)
     self.info = export.read_export_info(self.dir)
-    # predict_text's graph uses TF-Text ops: register them before loading.
-    import tensorflow_text  # pylint: disable=unused-import
     try:
-      self.loaded = tf.saved_model.load(self.dir)
+      self.loaded = export.load(self.dir)
     except Exception as e:  # A broken or foreign directory.
       raise UserError(f"{self.dir}: cannot load the SavedModel "
                       f"({e.__class__.__name__}: {str(e)[:200]})") from None

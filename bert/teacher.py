@@ -32,12 +32,9 @@ class Teacher:
     self.dirs = [export.resolve_export(p) for p in paths]
     self.infos = [export.read_export_info(d) for d in self.dirs]
     self._functions = []
-    # Exports tokenize text in-graph (predict_text): their TF-Text ops must
-    # be registered before loading.
-    import tensorflow_text  # pylint: disable=unused-import
     for d in self.dirs:
       try:
-        loaded = tf.saved_model.load(d)
+        loaded = export.load(d)
       except Exception as e:  # A broken or foreign directory.
         raise UserError(f"{d}: cannot load the teacher SavedModel "
                         f"({e.__class__.__name__}: {str(e)[:200]})") from None

@@ -3,26 +3,44 @@
 `TextFeaturizer` turns a batch of strings into the `input_ids`, `input_mask`
 and `segment_ids` that `bert.data.convert_example` builds in Python with
 `bert.tokenization.FullTokenizer` (or `SentencePieceTokenizer`), so an export
-can offer a `predict_text` signature.  TF Serving 2.17-2.19 only registers core
-TensorFlow ops plus the 35 TF-Text ops of tensorflow-text 2.12.1
-(`SERVING_TEXT_OPS`); the graph uses core ops plus `NormalizeUTF8`,
-`WordpieceTokenizeWithOffsets` and the `Sentencepiece*Op`s.  `disallowed_ops`
-checks an export against that rule.
+can offer a `predict_text` signature.
+
+Why core ops only (WordPiece): `saved_model_cli` and plain
+`tf.saved_model.load` only know core TensorFlow ops, and a SavedModel with a
+single unregistered op (e.g. TF-Text's `NormalizeUTF8`) cannot be loaded at
+all, so every signature of the export, serving_default included, would be
+unusable from them.  The WordPiece graph therefore uses only core ops
+(`tf.strings.*`, `StaticHashTable`, `tf.while_loop`, ragged ops); the
+SentencePiece graph still needs TF-Text's `Sentencepiece*Op`s and
+`NormalizeUTF8` (TF Serving 2.17+ has them; other tools must
+`import tensorflow_text` before loading such an export).  TF Serving
+registers core ops plus the 35 TF-Text ops of tensorflow-text 2.12.1
+(`SERVING_TEXT_OPS`); `disallowed_ops` checks an export against that rule.
 
 WordPiece pipeline (the order is Google's; every step is batched):
   1. Drop invalid UTF-8 bytes (`UnicodeTranscode`, errors='ignore', as
      `convert_to_unicode`), then NUL, U+FFFD and control characters (Cc, Cf
      but \\t \\n \\r).
   2. Whitespace (\\t \\n \\r, Zs, and U+2028/U+2029 on which Python's
-     `str.split` also splits) -> ' '; spaces around CJK ideographs; split.
-  3. Per word, if lower-casing: ICU lower-case, NFD, drop Mn.
+     `str.split` also splits) -> ' '; spaces around CJK ideographs.
+  3. If lower-casing: every code point is replaced by `lower()`, NFD and
+     drop-Mn of it, computed in Python with `unicodedata` when the featurizer
+     is built (a table of the ~16k code points this changes, most of them
+     Hangul syllables and combining marks); Python's one context-dependent
+     lower-casing rule, final sigma ('Σ' -> 'ς' at the end of a word), is
+     applied in the graph with the Cased / Case_Ignorable classes read off
+     Python's own `lower()`.  Doing this on the whole text rather than per
+     word is the same: ' ' is neither cased nor case-ignorable.
   4. Spaces around punctuation (ASCII non-alphanumerics, Unicode P*); split.
   5. Words longer than `tokenization.MAX_INPUT_CHARS_PER_WORD` characters ->
-     [UNK]; WordPiece (greedy longest match, '##', a word with an unmatched
-     rest -> [UNK]).
-The character classes of steps 1, 2, 4 and 3's Mn are generated from
-`bert.tokenization`'s own predicates over Python's `unicodedata` (not RE2's
-tables), so they follow exactly the Unicode version Python uses.
+     [UNK]; WordPiece: greedy longest match first with '##' continuations, a
+     word with an unmatched rest -> one [UNK].  All words advance together in
+     a `tf.while_loop`: per step, every unfinished word looks up its
+     candidates of 1..L characters from its current position (L: the longest
+     vocab token) and takes the longest hit.
+The character classes of steps 1, 2, 4 are generated from `bert.tokenization`'s
+own predicates over Python's `unicodedata` (not RE2's tables), so they follow
+exactly the Unicode version Python uses.
 
 Why not text.BertTokenizer: on the same vocab it differs from Google's in
 ways users hit.  Its lower-casing is NFKC case folding, so full-width letters
@@ -30,7 +48,7 @@ and punctuation become ASCII ('，' -> ',', 'ＡＢＣ' -> 'abc'), 'ß' -> 'ss',
 'ﬁ' -> 'fi', '①' -> '1', final 'ς' -> 'σ'; control and zero-width characters
 (U+200B, U+00AD, ZWJ in emoji) split words or become [UNK] instead of being
 removed, U+0085 splits a word, U+2028/U+2029 do not; and its word limit is
-100 bytes, not 200 characters.
+100 bytes, not 200 characters.  (And it is not core.)
 
 The vocabulary is read with `tokenization.load_vocab` (Google's rules:
 stripped lines, a duplicated token has the id of its last line) and stored in
@@ -46,11 +64,16 @@ marks, lower-case; encode; ALBERT's split of a digit-comma piece ("▁1990," ->
 "▁1990" ","); piece -> id.
 
 Residual differences from the Python tokenizers:
-  * Lower-casing is ICU's (`tf.strings.lower(encoding='utf-8')`) and NFD/NFKD
-    are TF-Text's ICU, while Python uses its own `unicodedata`: they can
-    disagree on characters assigned in a Unicode version newer than one of
-    them.  ICU also lower-cases under the process's default locale (a
-    Turkish, Azeri or Lithuanian locale changes 'I'; Python's never does).
+  * WordPiece: the tables are those of the Python that built the export, so
+    an export follows that Python's Unicode version (3.11: Unicode 14).
+    Per-character NFD skips canonical reordering across characters; after
+    dropping Mn this matters only for spacing marks with a nonzero combining
+    class (Mc: some viramas, U+302E/U+302F, musical symbols U+1D165-U+1D172)
+    written out of canonical order, which Python reorders and the graph keeps.
+  * SentencePiece: lower-casing is ICU's (`tf.strings.lower`) and NFKD is
+    TF-Text's ICU, so characters newer than one Unicode version may differ,
+    and ICU lower-cases under the process's default locale (a Turkish, Azeri
+    or Lithuanian locale changes 'I'; Python's never does).
   * What is invalid UTF-8 is ICU's rule; it dropped the same bytes as
     Python's 'ignore' decoding in every case tested (truncated, overlong,
     surrogate, > U+10FFFF, stray continuation bytes).
@@ -66,7 +89,6 @@ import unicodedata
 from typing import Callable, Optional
 
 import tensorflow as tf
-import tensorflow_text as text
 from tensorflow.core.protobuf import saved_model_pb2
 
 from bert import tokenization
@@ -137,23 +159,71 @@ def _is_space(char: str) -> bool:
 # pylint: enable=protected-access
 
 
-def _is_mn(char: str) -> bool:
-  return unicodedata.category(char) == "Mn"
-
-
 def _is_combining(char: str) -> bool:
   return unicodedata.combining(char) != 0
+
+
+def _lowered(char: str) -> str:
+  """Google's lower-casing of one character: lower(), NFD, drop Mn.
+
+  Whitespace in the result becomes ' ' (Google splits on it afterwards).
+  """
+  out = unicodedata.normalize("NFD", char.lower())
+  return "".join(" " if c.isspace() else c for c in out
+                 if unicodedata.category(c) != "Mn")
+
+
+@functools.lru_cache(maxsize=None)
+def _lower_table() -> tuple[tuple[int, ...], tuple[str, ...]]:
+  """The code points that `_lowered` changes, and what they become."""
+  keys, values = [], []
+  for cp in range(0x110000):
+    if 0xD800 <= cp <= 0xDFFF:
+      continue
+    out = _lowered(chr(cp))
+    if out != chr(cp):
+      keys.append(cp)
+      values.append(out)
+  return tuple(keys), tuple(values)
+
+
+_CAPITAL_SIGMA, _FINAL_SIGMA = 0x3A3, "\u03c2"
+_IGNORABLE, _CASED = 1, 2  # The values of `_sigma_context_table`.
+
+
+@functools.lru_cache(maxsize=None)
+def _sigma_context_table() -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """Case_Ignorable and Cased code points as Python's final-sigma rule sees
+  them, read off `str.lower` itself: 'Σ' is final iff a cased letter precedes
+  it and none follows it, skipping case-ignorable ones either way."""
+  keys, values = [], []
+  for cp in range(0x110000):
+    if 0xD800 <= cp <= 0xDFFF:
+      continue
+    c = chr(cp)
+    # After 'AΣ', a cased c makes the sigma non-final; an ignorable c does
+    # not, but lets the 'A' after it do so; any other c makes it final.
+    final_before_end = ("A\u03a3" + c).lower()[1] == _FINAL_SIGMA
+    final_before_a = ("A\u03a3" + c + "A").lower()[1] == _FINAL_SIGMA
+    if final_before_end and not final_before_a:
+      keys.append(cp)
+      values.append(_IGNORABLE)
+    elif not final_before_end:
+      keys.append(cp)
+      values.append(_CASED)
+  return tuple(keys), tuple(values)
 
 
 # --- Ragged helpers -----------------------------------------------------------
 
 
-def _split_words(words: tf.RaggedTensor, flat: tf.Tensor) -> tf.RaggedTensor:
-  """Splits each of `words`' flat values (given as `flat`) on ' ' again.
-
-  words: ragged [B, W]; flat: [N] with N = number of words -> ragged [B, W'].
-  """
-  return words.with_flat_values(tf.strings.split(flat)).merge_dims(1, 2)
+def _static_table(keys, values, key_dtype: tf.DType, value_dtype: tf.DType,
+                  default) -> tf.lookup.StaticHashTable:
+  """A lookup table held as constants in the graph (no file needed)."""
+  return tf.lookup.StaticHashTable(
+      tf.lookup.KeyValueTensorInitializer(
+          tf.constant(list(keys), key_dtype),
+          tf.constant(list(values), value_dtype)), default_value=default)
 
 
 def _head(rt: tf.RaggedTensor, lengths: tf.Tensor) -> tf.RaggedTensor:
@@ -226,6 +296,8 @@ class TextFeaturizer(tf.Module):
     self._cls_id, self._sep_id = py_tokenizer.convert_tokens_to_ids(
         ["[CLS]", "[SEP]"])
     if spm_model_file:
+      # Only SentencePiece needs TF-Text (its ops register on import).
+      import tensorflow_text as text  # pylint: disable=import-outside-toplevel
       self._spm = True
       with open(spm_model_file, "rb") as f:
         self._sp = text.SentencepieceTokenizer(model=f.read(),
@@ -237,21 +309,24 @@ class TextFeaturizer(tf.Module):
       # Python fails only on the first unknown word; a graph cannot.
       raise UserError(
           f"{vocab_file}: the vocab has no {tokenization.UNK_TOKEN} entry")
-    self._table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(list(vocab.keys()), tf.string),
-            tf.constant(list(vocab.values()), tf.int64)),
-        default_value=-1)
-    self._wordpiece = text.WordpieceTokenizer(
-        self._table, suffix_indicator="##",
-        # Longer words are [UNK] already (limit in characters, not bytes).
-        max_bytes_per_word=4 * tokenization.MAX_INPUT_CHARS_PER_WORD,
-        token_out_type=tf.int64, unknown_token=tokenization.UNK_TOKEN)
+    self._unk_id = vocab[tokenization.UNK_TOKEN]
+    self._table = _static_table(list(vocab.keys()), list(vocab.values()),
+                                tf.string, tf.int64, -1)
+    # No piece longer than the longest token can match.
+    self._max_piece_chars = min(
+        max(len(t) for t in vocab), tokenization.MAX_INPUT_CHARS_PER_WORD + 2)
     self._removed_re = _char_class(_is_removed)
     self._space_re = _char_class(_is_space)
     self._cjk_re = _char_class(_is_cjk)
-    self._mn_re = _char_class(_is_mn)
     self._punct_re = _char_class(_is_punctuation)
+    if self.do_lower_case:
+      keys, values = _lower_table()
+      # Code point -> index into `_lower_values`, -1 when unchanged.
+      self._lower_index = _static_table(keys, range(len(keys)), tf.int64,
+                                        tf.int64, -1)
+      self._lower_values = tf.constant(values, tf.string)
+      keys, values = _sigma_context_table()
+      self._sigma_context = _static_table(keys, values, tf.int64, tf.int64, 0)
 
   def __call__(self, text_a: tf.Tensor, text_b: Optional[tf.Tensor] = None
                ) -> dict[str, tf.Tensor]:
@@ -283,22 +358,113 @@ class TextFeaturizer(tf.Module):
     texts = tf.strings.regex_replace(texts, self._removed_re, "")
     texts = tf.strings.regex_replace(texts, self._space_re, " ")
     texts = tf.strings.regex_replace(texts, self._cjk_re, r" \0 ")
-    words = tf.strings.split(texts)  # ragged [B, W]
-    flat = words.flat_values
     if self.do_lower_case:
-      # Per word, as Google: the final-sigma rule sees only the word.
-      flat = tf.strings.lower(flat, encoding="utf-8")
-      flat = text.normalize_utf8(flat, "NFD")
-      flat = tf.strings.regex_replace(flat, self._mn_re, "")
-    flat = tf.strings.regex_replace(flat, self._punct_re, r" \0 ")
-    words = _split_words(words, flat)  # empty words vanish here
-    flat = words.flat_values
-    too_long = (tf.strings.length(flat, unit="UTF8_CHAR") >
-                tokenization.MAX_INPUT_CHARS_PER_WORD)
-    flat = tf.where(too_long, tokenization.UNK_TOKEN, flat)
-    pieces = self._wordpiece.tokenize(flat)  # ragged [N, P] int64
-    ids = words.with_flat_values(pieces).merge_dims(1, 2)
-    return tf.cast(ids, tf.int32)
+      texts = self._lower(texts)
+    texts = tf.strings.regex_replace(texts, self._punct_re, r" \0 ")
+    words = tf.strings.split(texts)  # ragged [B, W]
+    ids = words.with_flat_values(self._wordpiece(words.flat_values))
+    return tf.cast(ids.merge_dims(1, 2), tf.int32)
+
+  def _lower(self, texts: tf.Tensor) -> tf.Tensor:
+    """lower(), NFD, drop Mn, as Python does per word. string [B] -> [B]."""
+    chars = tf.strings.unicode_decode(texts, "UTF-8")  # int32 ragged [B, C]
+    cps = tf.cast(chars.flat_values, tf.int64)  # [N]
+    index = self._lower_index.lookup(cps)
+    new = tf.where(index >= 0,
+                   tf.gather(self._lower_values, tf.maximum(index, 0)),
+                   tf.strings.unicode_encode(
+                       tf.expand_dims(chars.flat_values, 1), "UTF-8"))
+    # Final sigma: the nearest non-ignorable characters before and after
+    # each position, found through the running count of such characters; a
+    # sentinel at index N stands for "none in this text".
+    n = tf.shape(cps, out_type=tf.int64)[0]
+    context = self._sigma_context.lookup(cps)
+    rows = tf.concat([chars.value_rowids(), tf.constant([-1], tf.int64)], 0)
+    context = tf.concat([context, tf.zeros([1], tf.int64)], 0)
+    solid = tf.not_equal(context[:-1], _IGNORABLE)
+    solid_at = tf.concat([tf.where(solid)[:, 0], tf.reshape(n, [1])], 0)
+    count = tf.cumsum(tf.cast(solid, tf.int64), exclusive=True)
+    before = tf.where(count > 0, tf.gather(solid_at, tf.maximum(count - 1, 0)),
+                      n)
+    after = tf.gather(solid_at, count + tf.cast(solid, tf.int64))
+
+    def cased(i):
+      return ((tf.gather(rows, i) == rows[:-1]) &
+              (tf.gather(context, i) == _CASED))
+
+    final = tf.equal(cps, _CAPITAL_SIGMA) & cased(before) & ~cased(after)
+    new = tf.where(final, _FINAL_SIGMA, new)
+    return tf.strings.reduce_join(chars.with_flat_values(new), axis=1)
+
+  def _wordpiece(self, words: tf.Tensor) -> tf.RaggedTensor:
+    """Greedy longest-match-first WordPiece. string [N] -> int64 [N, None].
+
+    Step s gives every unfinished word its s-th piece; a word without a
+    match at its position fails and becomes one [UNK], as do words longer
+    than MAX_INPUT_CHARS_PER_WORD.
+    """
+    n = tf.shape(words, out_type=tf.int64)[0]
+    length = tf.strings.length(words, unit="UTF8_CHAR")
+    failed = length > tokenization.MAX_INPUT_CHARS_PER_WORD
+    empty = tf.zeros([0], tf.int64)
+
+    def unfinished(pos, failed):
+      return (pos < length) & ~failed
+
+    def cond(step, pos, failed, *_):
+      del step
+      return tf.reduce_any(unfinished(pos, failed))
+
+    def body(step, pos, failed, word_of, step_of, id_of):
+      active = tf.where(unfinished(pos, failed))[:, 0]  # [A]
+      start = tf.gather(pos, active)
+      rest = tf.gather(length, active) - start
+      width = tf.minimum(self._max_piece_chars, tf.reduce_max(rest))
+      sizes = tf.range(1, width + 1)  # [K]
+      shape = tf.stack([tf.size(active), width])
+      candidates = tf.strings.substr(
+          tf.expand_dims(tf.gather(words, active), 1),
+          tf.broadcast_to(tf.expand_dims(start, 1), shape),
+          tf.broadcast_to(sizes, shape), unit="UTF8_CHAR")  # [A, K]
+      prefix = tf.broadcast_to(
+          tf.expand_dims(tf.where(start > 0, "##", ""), 1), shape)
+      ids = self._table.lookup(tf.strings.join([prefix, candidates]))
+      hit = (ids >= 0) & (sizes <= tf.expand_dims(rest, 1))
+      best = tf.reduce_max(tf.where(hit, sizes, 0), axis=1)  # 0: no match
+      best_id = tf.gather(ids, tf.maximum(best - 1, 0), batch_dims=1)
+      matched = best > 0
+      index = tf.expand_dims(active, 1)
+      pos = tf.tensor_scatter_nd_add(pos, index, best)
+      failed = tf.tensor_scatter_nd_update(failed, index, ~matched)
+      word_of = tf.concat([word_of, tf.boolean_mask(active, matched)], 0)
+      step_of = tf.concat([step_of, tf.fill([tf.reduce_sum(
+          tf.cast(matched, tf.int64))], step)], 0)
+      id_of = tf.concat([id_of, tf.boolean_mask(best_id, matched)], 0)
+      return step + 1, pos, failed, word_of, step_of, id_of
+
+    _, _, failed, word_of, step_of, id_of = tf.while_loop(
+        cond, body,
+        (tf.constant(0, tf.int64), tf.zeros_like(length), failed, empty,
+         empty, empty),
+        shape_invariants=(tf.TensorShape([]), length.shape, failed.shape,
+                          tf.TensorShape([None]), tf.TensorShape([None]),
+                          tf.TensorShape([None])))
+    # A failed word keeps none of its pieces and gets one [UNK] instead.
+    keep = ~tf.gather(failed, word_of)
+    word_of, step_of, id_of = (tf.boolean_mask(t, keep)
+                               for t in (word_of, step_of, id_of))
+    count = tf.math.unsorted_segment_sum(
+        tf.ones_like(word_of), word_of, n) + tf.cast(failed, tf.int64)
+    row_start = tf.cumsum(count, exclusive=True)
+    unk_of = tf.where(failed)[:, 0]
+    at = tf.concat([tf.gather(row_start, word_of) + step_of,
+                    tf.gather(row_start, unk_of)], 0)
+    values = tf.scatter_nd(
+        tf.expand_dims(at, 1),
+        tf.concat([id_of, tf.fill(tf.shape(unk_of), tf.constant(
+            self._unk_id, tf.int64))], 0),
+        tf.reshape(tf.reduce_sum(count), [1]))
+    return tf.RaggedTensor.from_row_lengths(values, count, validate=False)
 
   def _sentencepiece_ids(self, texts: tf.Tensor) -> tf.RaggedTensor:
     # SentencePieceTokenizer: " ".join(text.split()), then if lower-casing
@@ -307,6 +473,7 @@ class TextFeaturizer(tf.Module):
         texts, _char_class(str.isspace) + "+", " ")
     texts = tf.strings.regex_replace(texts, "^ | $", "")
     if self.do_lower_case:
+      import tensorflow_text as text  # pylint: disable=import-outside-toplevel
       texts = text.normalize_utf8(texts, "NFKD")
       texts = tf.strings.regex_replace(texts, _char_class(_is_combining), "")
       texts = _lower_keeping_nul(texts)

@@ -51,17 +51,14 @@ then, for example:
   curl -s -X POST http://localhost:$REST_PORT/v1/models/$MODEL_NAME:predict \\
     -d '{"signature_name": "predict_text", "instances": ["质量很好，非常满意！"]}'
 
-Without a server, saved_model_cli runs the same signatures on $VERSION.
-The export tokenises text with TF-Text ops, which plain \`saved_model_cli\`
-does not register, so start it from Python after importing tensorflow_text:
+Without a server, saved_model_cli runs the same signatures on $VERSION
+(the in-graph WordPiece tokenizer uses core TensorFlow ops only):
 
   source "$ROOT/scripts/setup_env.sh"
-  python -c 'import sys, tensorflow_text; from tensorflow.python.tools.saved_model_cli import main; sys.argv[0] = "saved_model_cli"; sys.exit(main())' \\
-    run --dir "$VERSION" --tag_set serve --signature_def predict_text \\
+  saved_model_cli run --dir "$VERSION" --tag_set serve --signature_def predict_text \\
     --input_exprs 'text=["质量很好，非常满意！"]'
 
-  python -c 'import sys, tensorflow_text; from tensorflow.python.tools.saved_model_cli import main; sys.argv[0] = "saved_model_cli"; sys.exit(main())' \\
-    run --dir "$VERSION" --tag_set serve --signature_def serving_default \\
+  saved_model_cli run --dir "$VERSION" --tag_set serve --signature_def serving_default \\
     --input_exprs 'input_ids=[[2, 11, 12, 3]];input_mask=[[1, 1, 1, 1]];segment_ids=[[0, 0, 0, 0]]'
 
 or classify lines of text with: bash scripts/predict.sh < reviews.txt

@@ -1,9 +1,12 @@
 """Tests for bert/text_graph.py: in-graph features equal FullTokenizer's and
 SentencePieceTokenizer's, Google's pair truncation, exported `predict_text`
-signatures without the vocab file, and the TF Serving op check."""
+signatures without the vocab file, WordPiece exports with core ops only (run
+by saved_model_cli), and the TF Serving op check."""
 
 import ast
 import os
+import random
+import re
 import subprocess
 import sys
 
@@ -13,10 +16,13 @@ import tensorflow as tf
 import tensorflow_text as text
 
 from bert import data
+from bert import export
+from bert import modeling
 from bert import text_graph
 from bert import tokenization
 from bert.errors import UserError
 from bert.processors import InputExample
+from tests import helpers
 
 VOCAB = [
     "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
@@ -43,6 +49,9 @@ TRICKY = [
     "が ガ 한국어 ひらがな", "ＨＥＬＬＯ ﬁ ß STRASSE Straße", "\ue000 \U000e0001x",
     "مَرْحَبًا नमस्ते", "  leading and trailing  ", "   ", "\n", "",
     "[UNK] [CLS] [SEP]", "don't stop-believing (now)",
+    # Final sigma: context skips case-ignorable characters (' . U+0301 ʰ).
+    "ΣΑΣ'Σ ΑΣ' Α'Σ ΑΣ\u0301Α ΑΣ\u0301 ΣΣΣ ʰΣ Σ 1Σ ΑΣ1 ΑΣʰ ΑΣʰΑ ΑΣ.",
+    "ǅ ῼ ﬀ ŉ Ǆ ẞ K Å Ω ⅷ Ⓐ 𐐀 한국어",
 ]
 
 PAIRS = [
@@ -142,6 +151,26 @@ def test_normalisation_matches_basic_tokenizer_word_for_word(tmp_path,
   assert (got == tokenizer.vocab["[UNK]"]).sum() == sum(
       1 for t in TRICKY for w in basic.tokenize(t)
       if len(w) > tokenization.MAX_INPUT_CHARS_PER_WORD or w == "[UNK]")
+
+
+def test_lower_casing_matches_python_on_random_text(tmp_path):
+  # Random strings of characters that lower-casing changes (every 5th one of
+  # the table: capitals, Hangul, marks, ligatures, ...) mixed with sigma and
+  # its context classes, digits, spaces, punctuation and CJK.
+  keys, _ = text_graph._lower_table()  # pylint: disable=protected-access
+  pool = [chr(c) for c in keys[::5]] + list(
+      "ΣΣΣΣAaα' .\u0301ʰ1,\u3000\u4e2d\u00ad")
+  rng = random.Random(0)
+  texts = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 40)))
+           for _ in range(400)]
+  basic = tokenization.BasicTokenizer(True)
+  words = sorted({w for t in texts for w in basic.tokenize(t)} - {"[UNK]"})
+  vocab_file = write_vocab(tmp_path, ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] +
+                           words)
+  tokenizer = tokenization.FullTokenizer(vocab_file, True)
+  featurizer = text_graph.TextFeaturizer(vocab_file, True, 16)
+  assert_ids_equal(featurizer, tokenizer, texts)
+  assert len(words) > 500 and any("\u03c2" in w for w in words)
 
 
 def test_features_match_python_for_singles_and_pairs(vocab_file,
@@ -315,11 +344,12 @@ def test_export_runs_without_the_vocab_file(exported):
 
 def test_export_loads_in_a_fresh_process_without_this_package(exported,
                                                               tmp_path):
-  # Only tensorflow_text's op registrations are needed: no bert code, no vocab.
+  # Core TensorFlow alone: no bert code, no vocab, no tensorflow_text.
   path, want_single, _ = exported
-  script = ("import sys, tensorflow as tf, tensorflow_text\n"
+  script = ("import sys, tensorflow as tf\n"
             "m = tf.saved_model.load(sys.argv[1]).signatures['predict_text']\n"
             "out = m(text=tf.constant(sys.argv[2:]))\n"
+            "assert 'tensorflow_text' not in sys.modules\n"
             "print(out['input_ids'].numpy().tolist())\n")
   result = subprocess.run(
       [sys.executable, "-c", script, path] + TRICKY[:3], cwd=str(tmp_path),
@@ -330,13 +360,52 @@ def test_export_loads_in_a_fresh_process_without_this_package(exported,
   assert got == want_single["input_ids"][:3].tolist()
 
 
-def test_export_uses_only_servable_ops(exported):
+def test_wordpiece_export_uses_only_core_ops(exported):
   path = exported[0]
   ops = text_graph.graph_ops(path)
-  # The tokenizer ops live in the function library; the walk must reach them.
-  assert {"WordpieceTokenizeWithOffsets", "NormalizeUTF8", "StringLower",
-          "UnicodeTranscode"} <= ops
+  # The tokenizer ops live in the function library (the WordPiece loop's
+  # body too); the walk must reach them.
+  assert {"UnicodeTranscode", "UnicodeDecode", "LookupTableFindV2", "Substr",
+          "StaticRegexReplace"} <= ops
+  assert ops - text_graph.core_ops() == set()
   assert text_graph.disallowed_ops(path) == set()
+
+
+def test_saved_model_cli_runs_a_classifier_export(tmp_path):
+  # The command users run, in a process that never imports tensorflow_text.
+  vocab_file = write_vocab(tmp_path, helpers.TINY_VOCAB)
+  tf.random.set_seed(3)
+  config = modeling.BertConfig.from_dict(helpers.TINY_CONFIG)
+  model = modeling.BertClassifier(config, 2)
+  path = export.export_classifier(
+      model, str(tmp_path / "export"),
+      vocab_file=vocab_file, bert_config=config, label_list=["0", "1"],
+      max_seq_length=16, do_lower_case=True,
+      text_featurizer=text_graph.TextFeaturizer(vocab_file, True, 16))
+  texts = ["好吃", "太难吃了"]
+  want = tf.saved_model.load(path).signatures["predict_text"](
+      text=tf.constant(texts))
+  cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+  result = subprocess.run(
+      [cli, "run", "--dir", path, "--tag_set", "serve", "--signature_def",
+       "predict_text", "--input_exprs", 'text=["好吃", "太难吃了"]'],
+      cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
+      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""})
+  assert result.returncode == 0, result.stderr[-2000:]
+
+  def printed(key):
+    block = result.stdout.split(f"Result for output key {key}:")[1]
+    block = block.split("Result for")[0]
+    numbers = re.findall(r"-?\d+\.\d*(?:e[-+]?\d+)?", block)
+    return np.reshape([float(x) for x in numbers], (2, 2))
+
+  np.testing.assert_allclose(printed("probabilities"),
+                             want["probabilities"].numpy(), atol=1e-6)
+  logits = want["logits"].numpy()
+  np.testing.assert_allclose(printed("logits"), logits, rtol=1e-5)
+  # An untrained model: logits differ little, but far beyond the tolerance.
+  assert np.abs(logits[0] - logits[1]).max() > 20 * 1e-5 * np.abs(
+      logits).max()
 
 
 def test_sentencepiece_export_is_servable(tmp_path, spm_model_file):
