@@ -321,7 +321,9 @@ def main(argv):
     dataset, n = classifier.split_dataset(task, "train", FLAGS.train_batch_size,
                                           True, examples)
     classifier.steps_per_epoch_summary(n, steps, warmup)
-    if FLAGS.cache_teacher_logits:
+    finished = (tf.train.latest_checkpoint(output_dir) is not None and
+                checkpoints.read_global_step(output_dir) >= steps)
+    if FLAGS.cache_teacher_logits and not finished:
       # The same examples give the same feature file as split_dataset's, so
       # its example_index addresses the table.
       path = data.cache_features(examples, task.label_list,
