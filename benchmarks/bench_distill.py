@@ -43,6 +43,7 @@ from absl import app, flags
 # The script's flags (--data_dir, --teacher_model, --train_batch_size,
 # --learning_rate, --max_seq_length, --seed, --temperature, --alpha, ...) are
 # the benchmark's.
+from bert import modeling
 from bert import run_classifier_distill as distill
 
 FLAGS = flags.FLAGS
@@ -72,16 +73,6 @@ MODES = [("plain", "(a) student alone, run_classifier loss"),
 SETUP = "setup.json"
 
 
-def bert_config(vocab_size: int, layers: int, hidden: int) -> dict:
-  return {"vocab_size": vocab_size, "hidden_size": hidden,
-          "num_hidden_layers": layers,
-          "num_attention_heads": max(1, hidden // 64),
-          "intermediate_size": 4 * hidden, "hidden_act": "gelu",
-          "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
-          "max_position_embeddings": 512, "type_vocab_size": 2,
-          "initializer_range": 0.02}
-
-
 def build_teacher(work_dir: str) -> str:
   """Fine-tunes a from-scratch teacher with run_classifier.py and exports it
   (reuses an earlier export in the work dir)."""
@@ -103,8 +94,8 @@ def build_teacher(work_dir: str) -> str:
     f.write("\n".join(vocab) + "\n")
   config_file = os.path.join(teacher_dir, "bert_config.json")
   with open(config_file, "w") as f:
-    json.dump(bert_config(len(vocab), FLAGS.teacher_layers,
-                          FLAGS.teacher_hidden), f, indent=2)
+    f.write(modeling.sized_config(len(vocab), FLAGS.teacher_layers,
+                                  FLAGS.teacher_hidden).to_json_string())
   epochs = FLAGS.teacher_train_steps * FLAGS.train_batch_size / len(lines)
   command = [sys.executable, os.path.join(ROOT, "bert", "run_classifier.py"),
              "--task_name=emotion", f"--data_dir={FLAGS.data_dir}",
@@ -140,8 +131,8 @@ def prepare() -> dict:
     vocab_size = sum(1 for _ in f)
   student_config = os.path.join(work_dir, "student_config.json")
   with open(student_config, "w") as f:
-    json.dump(bert_config(vocab_size, FLAGS.student_layers,
-                          FLAGS.student_hidden), f, indent=2)
+    f.write(modeling.sized_config(vocab_size, FLAGS.student_layers,
+                                  FLAGS.student_hidden).to_json_string())
   examples = processors.EmotionProcessor().get_train_examples(FLAGS.data_dir)
   random.Random(FLAGS.seed).shuffle(examples)
   examples = examples[:FLAGS.num_examples]

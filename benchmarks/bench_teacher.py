@@ -10,7 +10,6 @@ and wall time.
 Reads ../shared/data/waimai (or --data_dir); exits cleanly when it is absent.
 """
 
-import json
 import os
 import re
 import subprocess
@@ -22,7 +21,7 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags
 
-from bert import prepare_data
+from bert import modeling, prepare_data
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", os.path.join(ROOT, "..", "shared", "data",
@@ -50,14 +49,8 @@ def prepare(work_dir: str) -> tuple[str, str]:
     f.write("\n".join(vocab) + "\n")
   config_file = os.path.join(work_dir, "bert_config.json")
   with open(config_file, "w") as f:
-    json.dump({"vocab_size": len(vocab), "hidden_size": FLAGS.hidden,
-               "num_hidden_layers": FLAGS.layers,
-               "num_attention_heads": max(1, FLAGS.hidden // 64),
-               "intermediate_size": 4 * FLAGS.hidden, "hidden_act": "gelu",
-               "hidden_dropout_prob": 0.1,
-               "attention_probs_dropout_prob": 0.1,
-               "max_position_embeddings": 512, "type_vocab_size": 2,
-               "initializer_range": 0.02}, f, indent=2)
+    f.write(modeling.sized_config(len(vocab), FLAGS.layers,
+                                  FLAGS.hidden).to_json_string())
   return vocab_file, config_file
 
 

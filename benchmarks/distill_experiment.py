@@ -12,7 +12,6 @@ The teacher comes from benchmarks/bench_teacher.py --export_dir=...
 Skips cleanly when ../shared/data/waimai is absent.
 """
 
-import json
 import os
 import statistics
 import subprocess
@@ -22,6 +21,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from absl import app, flags
+
+sys.path.insert(0, ROOT)
+from bert import modeling  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", os.path.join(ROOT, "..", "shared", "data",
@@ -46,13 +48,8 @@ def student_config(work_dir: str, spec: str, vocab_size: int) -> str:
   layers, hidden = (int(x) for x in spec.split("x"))
   path = os.path.join(work_dir, f"student_{spec}.json")
   with open(path, "w") as f:
-    json.dump({"vocab_size": vocab_size, "hidden_size": hidden,
-               "num_hidden_layers": layers,
-               "num_attention_heads": max(1, hidden // 64),
-               "intermediate_size": 4 * hidden, "hidden_act": "gelu",
-               "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
-               "max_position_embeddings": 512, "type_vocab_size": 2,
-               "initializer_range": 0.02}, f, indent=2)
+    f.write(modeling.sized_config(vocab_size, layers,
+                                  hidden).to_json_string())
   return path
 
 

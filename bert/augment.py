@@ -62,7 +62,6 @@ import json
 import logging as std_logging
 import os
 import sys
-import tempfile
 import time
 from typing import Sequence
 
@@ -77,7 +76,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert import checkpoints, modeling, processors, tokenization
+from bert import checkpoints, files, modeling, processors, tokenization
 from bert.errors import UserError, exit_on_error
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -552,24 +551,22 @@ def write_transfer_file(processor: processors.DataProcessor,
                     f"was a duplicate); raise --n_iter or the probabilities")
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".",
-                             suffix=".tmp", dir=directory)
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+  back = []
+
+  def write_and_check(tmp: str) -> None:
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
       f.write(content)
     # The distillation reads the file with this reader: make sure it sees
     # exactly these texts, unlabelled.
-    back = processor.read_unlabeled(tmp)
+    back.extend(processor.read_unlabeled(tmp))
     kept = {(e.text_a, e.text_b) for e in examples}
     if (len(back) != len(examples) - dropped or
         any(e.label is not None or (e.text_a, e.text_b) not in kept
             for e in back)):
       raise RuntimeError(f"{tmp}: the task's reader does not read back the "
                          f"written transfer examples")
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+
+  files.write_atomically(path, write_and_check)
   return len(back), dropped
 
 

@@ -99,7 +99,7 @@ class BiLstmConfig:
 
   @classmethod
   def from_json_file(cls, path: str) -> "BiLstmConfig":
-    return cls.from_dict(read_json_config(path), source=path)
+    return cls.from_dict(modeling.read_json_config(path), source=path)
 
   def to_dict(self) -> dict[str, Any]:
     return {"model_type": MODEL_TYPE, **dataclasses.asdict(self)}
@@ -108,23 +108,9 @@ class BiLstmConfig:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
-def read_json_config(path: str) -> dict[str, Any]:
-  """A JSON object from `path`, with UserErrors naming the file."""
-  try:
-    with tf.io.gfile.GFile(path, "r") as f:
-      values = json.loads(f.read())
-  except tf.errors.NotFoundError:
-    raise UserError(f"{path}: config file not found") from None
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise UserError(f"{path}: not a JSON config ({e})") from None
-  if not isinstance(values, dict):
-    raise UserError(f"{path}: expected a JSON object of config keys")
-  return values
-
-
 def is_bilstm_config(path: str) -> bool:
   """True when the JSON file at `path` says "model_type": "bilstm"."""
-  return read_json_config(path).get("model_type") == MODEL_TYPE
+  return modeling.read_json_config(path).get("model_type") == MODEL_TYPE
 
 
 def student_config(config_file: str | None,

@@ -13,7 +13,7 @@ import tensorflow as tf
 from absl import flags, logging
 
 from bert import checkpoints, data, export, modeling, processors, tokenization
-from bert import training
+from bert import files, training
 from bert.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -209,8 +209,8 @@ def evaluate(forward, task: Task, global_step: int,
   metrics["global_step"] = global_step
   metrics["loss"] = metrics["eval_loss"]
   lines = "".join(f"{k} = {metrics[k]}\n" for k in sorted(metrics))
-  training.write_atomically(os.path.join(FLAGS.output_dir, "eval_results.txt"),
-                            lines)
+  files.write_text_atomically(
+      os.path.join(FLAGS.output_dir, "eval_results.txt"), lines)
   logging.info("Eval results:\n%s", lines)
   return metrics
 
@@ -227,7 +227,7 @@ def predict(forward, task: Task) -> np.ndarray:
   text = "".join("\t".join(repr(float(p)) for p in row) + "\n"
                  for row in probs.astype(np.float32))
   path = os.path.join(FLAGS.output_dir, "test_results.tsv")
-  training.write_atomically(path, text)
+  files.write_text_atomically(path, text)
   labelled = out["has_label"][order].astype(bool)
   if labelled.all() and n:
     accuracy = float((probs.argmax(-1) == out["label_ids"][order]).mean())

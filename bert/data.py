@@ -13,13 +13,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from typing import Sequence
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from bert import files
 from bert.errors import UserError
 from bert.processors import InputExample
 
@@ -134,21 +134,6 @@ def _int_feature(values) -> tf.train.Feature:
   return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
 
 
-def _write_atomically(path: str, write_fn) -> None:
-  """Calls `write_fn(tmp_path)` on a temp file next to `path`, then renames."""
-  directory = os.path.dirname(path) or "."
-  fd, tmp = tempfile.mkstemp(dir=directory,
-                             prefix=f".{os.path.basename(path)}.tmp")
-  os.close(fd)
-  try:
-    write_fn(tmp)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def cache_features(examples: Sequence[InputExample], label_list: Sequence[str],
                    max_seq_length: int, tokenizer, output_dir: str,
                    split_name: str) -> str:
@@ -188,8 +173,8 @@ def cache_features(examples: Sequence[InputExample], label_list: Sequence[str],
                 indent=2)
 
   # The sidecar first: an existing record file then always has one.
-  _write_atomically(path + ".json", write_sidecar)
-  _write_atomically(path, write_records)
+  files.write_atomically(path + ".json", write_sidecar)
+  files.write_atomically(path, write_records)
   logging.info("%s: wrote %d examples", path, len(features))
   return path
 

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from typing import Iterator, Optional, Sequence
 
 if not __package__:
@@ -40,6 +39,7 @@ import tensorflow as tf
 
 from bert import checkpoints
 from bert import data
+from bert import files
 from bert import modeling
 from bert import tokenization
 from bert.errors import UserError, exit_on_error
@@ -250,24 +250,14 @@ def load_model(config: modeling.BertConfig,
   return model
 
 
-def _temp_output(output_file: str) -> str:
-  """Creates an empty temp file next to `output_file`, to rename at the end."""
+def _check_output_file(output_file: str) -> None:
+  """Fails before any work when the output cannot be written there."""
   directory = os.path.dirname(output_file) or "."
   if os.path.isdir(output_file):
     raise UserError(f"--output_file={output_file}: is a directory")
-  try:
-    fd, tmp = tempfile.mkstemp(dir=directory,
-                               prefix=f".{os.path.basename(output_file)}.tmp")
-  except OSError as e:
+  if not os.path.isdir(directory):
     raise UserError(f"--output_file={output_file}: cannot write in "
-                    f"{directory} ({e.strerror})") from None
-  os.close(fd)
-  # mkstemp makes the file private (0600); give the output the permissions a
-  # plain open() would.
-  umask = os.umask(0)
-  os.umask(umask)
-  os.chmod(tmp, 0o666 & ~umask)
-  return tmp
+                    f"{directory} (no such directory)")
 
 
 def _check_flags() -> None:
@@ -306,19 +296,17 @@ def main(argv: Sequence[str]) -> None:
   examples = read_examples(FLAGS.input_file)
   features = [convert_example(e, seq_length, tokenizer) for e in examples]
 
-  tmp = _temp_output(FLAGS.output_file)
-  try:
-    extractor = LayerExtractor(load_model(config, FLAGS.init_checkpoint),
-                               layer_indexes, FLAGS.batch_size, seq_length)
+  _check_output_file(FLAGS.output_file)
+  extractor = LayerExtractor(load_model(config, FLAGS.init_checkpoint),
+                             layer_indexes, FLAGS.batch_size, seq_length)
+
+  def write(tmp: str) -> None:
     with open(tmp, "w", encoding="utf-8") as writer:
       for feature, values in zip(features, extractor(features)):
         writer.write(format_example(feature.unique_id, feature.tokens,
                                     layer_indexes, values) + "\n")
-    os.replace(tmp, FLAGS.output_file)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+
+  files.write_atomically(FLAGS.output_file, write)
   logging.info("Wrote %d examples to %s", len(features), FLAGS.output_file)
 
 

@@ -63,22 +63,37 @@ class BertConfig:
 
   @classmethod
   def from_json_file(cls, path: str) -> "BertConfig":
-    try:
-      with tf.io.gfile.GFile(path, "r") as f:
-        values = json.loads(f.read())
-    except tf.errors.NotFoundError:
-      raise UserError(f"{path}: bert config file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-      raise UserError(f"{path}: not a JSON bert config ({e})") from None
-    if not isinstance(values, dict):
-      raise UserError(f"{path}: expected a JSON object of config keys")
-    return cls.from_dict(values, source=path)
+    return cls.from_dict(read_json_config(path), source=path)
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
 
   def to_json_string(self) -> str:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def sized_config(vocab_size: int, num_layers: int,
+                 hidden_size: int) -> BertConfig:
+  """A config in BERT's proportions: 64-wide heads, a 4x feed-forward layer,
+  Google's defaults otherwise (used for the from-scratch models here)."""
+  return BertConfig(vocab_size=vocab_size, hidden_size=hidden_size,
+                    num_hidden_layers=num_layers,
+                    num_attention_heads=max(1, hidden_size // 64),
+                    intermediate_size=4 * hidden_size, type_vocab_size=2)
+
+
+def read_json_config(path: str) -> dict[str, Any]:
+  """A JSON object from a config file, with UserErrors naming the file."""
+  try:
+    with tf.io.gfile.GFile(path, "r") as f:
+      values = json.loads(f.read())
+  except tf.errors.NotFoundError:
+    raise UserError(f"{path}: config file not found") from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise UserError(f"{path}: not a JSON config ({e})") from None
+  if not isinstance(values, dict):
+    raise UserError(f"{path}: expected a JSON object of config keys")
+  return values
 
 
 def gelu(x: tf.Tensor) -> tf.Tensor:

@@ -28,14 +28,13 @@ import os
 import random
 import re
 import string
-import tempfile
 from typing import Iterable, Sequence
 
 from absl import app
 from absl import flags
 from absl import logging
 
-from bert import tokenization
+from bert import files, tokenization
 from bert.errors import UserError
 from bert.errors import exit_on_error
 
@@ -243,19 +242,11 @@ def write_outputs(output_dir: str, contents: dict[str, bytes],
                       f"--overwrite to replace it")
     changed.append(name)
   os.makedirs(output_dir, exist_ok=True)
-  # mkstemp creates files as 0600; give them the mode open() would.
-  umask = os.umask(0)
-  os.umask(umask)
   for name in changed:
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=output_dir)
-    try:
-      os.chmod(tmp, 0o666 & ~umask)
-      with os.fdopen(fd, "wb") as f:
-        f.write(contents[name])
-      os.replace(tmp, os.path.join(output_dir, name))
-    except BaseException:
-      os.unlink(tmp)
-      raise
+    def write(tmp: str, data: bytes = contents[name]) -> None:
+      with open(tmp, "wb") as f:
+        f.write(data)
+    files.write_atomically(os.path.join(output_dir, name), write)
   return changed
 
 

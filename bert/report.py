@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert import data, modeling, processors, training
+from bert import data, files, modeling, processors
 from bert.errors import UserError, exit_on_error
 from bert.predict import ExportedClassifier
 
@@ -306,10 +306,10 @@ def plot(reports: Sequence[ModelReport], path: str, seq_length: int) -> None:
   ax.grid(True, which="both", alpha=0.3)
   ax.margins(x=0.35, y=0.25)
   fig.tight_layout()
-  tmp = f"{path}.tmp-{os.getpid()}.png"
-  fig.savefig(tmp, format="png")
-  plt.close(fig)
-  os.replace(tmp, path)
+  try:
+    files.write_atomically(path, lambda tmp: fig.savefig(tmp, format="png"))
+  finally:
+    plt.close(fig)
 
 
 def write_report(reports: Sequence[ModelReport], output_dir: str,
@@ -333,9 +333,9 @@ def write_report(reports: Sequence[ModelReport], output_dir: str,
            notes, "", "![accuracy vs latency](accuracy_vs_latency.png)", "",
            "| model | export |", "|---|---|"]
   lines += [f"| `{r.name}` | `{r.path}` |" for r in reports]
-  training.write_atomically(os.path.join(output_dir, "report.md"),
-                            "\n".join(lines) + "\n")
-  training.write_atomically(
+  files.write_text_atomically(os.path.join(output_dir, "report.md"),
+                              "\n".join(lines) + "\n")
+  files.write_text_atomically(
       os.path.join(output_dir, "report.json"),
       json.dumps({"seq_length": seq_length, "batch_size": batch_size,
                   "models": [dataclasses.asdict(r) for r in reports]},

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert import data, export
+from bert import data, export, files, training
 from bert.errors import UserError
 
 
@@ -144,18 +144,12 @@ class Teacher:
 
   def predict(self, dataset: tf.data.Dataset) -> tuple[np.ndarray, dict]:
     """Logits [K, N, C] over a finite dataset (file order) and its ints."""
-    def step(features):
-      features = data.trim_batch(features)
-      return self.logits(features["input_ids"], features["input_mask"],
-                         features["segment_ids"])
-    step = tf.function(step)
-    logits, extras = [], {}
-    for features in dataset:
-      logits.append(step(features).numpy())
-      for key in ("label_ids", "has_label", "example_index"):
-        extras.setdefault(key, []).append(features[key].numpy())
-    return (np.concatenate(logits, axis=1),
-            {k: np.concatenate(v) for k, v in extras.items()})
+    def forward(features):  # [B, K, C]: predict_logits stacks batches on 0.
+      return tf.transpose(self.logits(features["input_ids"],
+                                      features["input_mask"],
+                                      features["segment_ids"]), [1, 0, 2])
+    outputs = training.predict_logits(forward, dataset)
+    return outputs.pop("logits").transpose(1, 0, 2), outputs
 
   def cache_path(self, tfrecord_path: str) -> str:
     """Where `cached_logits` keeps this teacher's logits for a feature file:
@@ -185,9 +179,10 @@ class Teacher:
     logits, extras = self.predict(dataset)
     table = np.zeros_like(logits)
     table[:, extras["example_index"]] = logits
-    tmp = f"{path}.tmp-{os.getpid()}.npy"
-    np.save(tmp, table)
-    os.replace(tmp, path)
+    def write(tmp: str) -> None:
+      with open(tmp, "wb") as f:  # A file object: np.save adds no ".npy".
+        np.save(f, table)
+    files.write_atomically(path, write)
     logging.info("Cached teacher logits %s", path)
     return table
 

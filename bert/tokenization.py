@@ -240,14 +240,20 @@ class FullTokenizer:
     return ids
 
   def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
-    tokens = []
-    for i in ids:
-      token = self.inv_vocab.get(int(i))
-      if token is None:
-        raise UserError(f"{self.vocab_file}: id {int(i)} is not in the vocab "
-                        f"(ids 0..{len(self.inv_vocab) - 1})")
-      tokens.append(token)
-    return tokens
+    return _ids_to_tokens(self.inv_vocab, ids, self.vocab_file, "vocab")
+
+
+def _ids_to_tokens(inv_vocab: dict[int, str], ids: Iterable[int], source: str,
+                   what: str) -> list[str]:
+  """ids -> tokens; an unknown id is a UserError naming `source`."""
+  tokens = []
+  for i in ids:
+    token = inv_vocab.get(int(i))
+    if token is None:
+      raise UserError(f"{source}: id {int(i)} is not in the {what} "
+                      f"(ids 0..{len(inv_vocab) - 1})")
+    tokens.append(token)
+  return tokens
 
 
 def _preprocess_for_spm(text: str, lower: bool) -> str:
@@ -309,14 +315,7 @@ class SentencePieceTokenizer:
     return [self.sp_model.PieceToId(t) for t in tokens]
 
   def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
-    tokens = []
-    for i in ids:
-      token = self.inv_vocab.get(int(i))
-      if token is None:
-        raise UserError(f"{self.spm_model_file}: id {int(i)} is not in the "
-                        f"model (ids 0..{len(self.inv_vocab) - 1})")
-      tokens.append(token)
-    return tokens
+    return _ids_to_tokens(self.inv_vocab, ids, self.spm_model_file, "model")
 
 
 def create_tokenizer(

@@ -163,8 +163,7 @@ def _format_seconds(seconds: float) -> str:
 
 
 def predict_logits(forward: Callable[[dict], tf.Tensor],
-                   dataset: tf.data.Dataset,
-                   extra: Callable[[dict], dict] | None = None) -> dict:
+                   dataset: tf.data.Dataset) -> dict:
   """Runs `forward(features) -> logits [B, C]` over a finite dataset.
 
   Returns numpy arrays in the dataset's order: `logits` [N, C] and every
@@ -208,10 +207,3 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray,
                                 if denominator else 0.0)
   return metrics
 
-
-def write_atomically(path: str, text: str) -> None:
-  """Writes `text` to a temporary file beside `path`, then renames it."""
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
