@@ -192,13 +192,21 @@ def read_cache_info(tfrecord_path: str) -> dict:
 def make_dataset(tfrecord_path: str, max_seq_length: int, batch_size: int,
                  is_training: bool, seed: int | None = None,
                  drop_remainder: bool = False,
-                 shuffle_buffer_size: int = 10000) -> tf.data.Dataset:
+                 shuffle_buffer_size: int = 10000,
+                 group_by_length: int = 0) -> tf.data.Dataset:
   """Batches of features read from a `cache_features` file.
 
   Yields dicts of int32 tensors: input_ids, input_mask, segment_ids
   [batch_size, max_seq_length]; label_ids, has_label, example_index
   [batch_size].  Training shuffles (reproducibly under `seed`) and repeats
   forever; otherwise the file order is kept and the data is read once.
+
+  With `group_by_length` = K > 1, each run of K * batch_size examples
+  (shuffled, when training) is sorted by length and cut into K batches, which
+  training then shuffles: a batch holds texts of similar length, so
+  `trim_batch` cuts it much shorter when lengths vary a lot.  Outside
+  training the order then changes within each run: `example_index` tells
+  where a row came from.
   """
   if not os.path.exists(tfrecord_path):
     raise UserError(f"{tfrecord_path}: file not found")
@@ -221,10 +229,23 @@ def make_dataset(tfrecord_path: str, max_seq_length: int, batch_size: int,
     # Shuffling before repeating keeps epochs whole; reshuffles each epoch.
     d = d.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
     d = d.repeat()
+  group = max(group_by_length, 1)
   # Parsing whole batches is much faster than one record at a time.
-  d = d.batch(batch_size, drop_remainder=drop_remainder)
+  d = d.batch(batch_size * group,
+              drop_remainder=drop_remainder or (is_training and group > 1))
   d = d.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if group > 1:
+    d = d.map(_sort_by_length).unbatch().batch(batch_size, drop_remainder)
+    if is_training:  # Otherwise each run's batches come shortest first.
+      d = d.shuffle(group, seed=seed, reshuffle_each_iteration=True)
   return d.prefetch(tf.data.AUTOTUNE)
+
+
+def _sort_by_length(features: dict) -> dict:
+  """Features [N, ...] reordered by the number of real tokens, shortest
+  first (stable)."""
+  order = tf.argsort(tf.reduce_sum(features["input_mask"], 1), stable=True)
+  return {k: tf.gather(v, order) for k, v in features.items()}
 
 
 def features_to_tensors(

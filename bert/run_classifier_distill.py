@@ -328,7 +328,7 @@ def main(argv):
       # its example_index addresses the table.
       path = data.cache_features(examples, task.label_list,
                                  FLAGS.max_seq_length, task.tokenizer,
-                                 output_dir, "train")
+                                 classifier.cache_dir(), "train")
       teacher_logits_fn = cached_teacher_logits(
           teacher.cached_logits(path, FLAGS.max_seq_length))
     else:

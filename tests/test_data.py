@@ -238,3 +238,54 @@ def test_training_dataset_shuffles_deterministically(tmp_path, tokenizer):
   assert sorted(first[:n]) == list(range(n))
   assert sorted(first[n:]) == list(range(n))
   assert not np.array_equal(first[:n], first[n:])
+
+
+def test_group_by_length_batches_similar_lengths(tmp_path, tokenizer):
+  n, batch_size, group = 48, 4, 6
+  path = data.cache_features(some_examples(n), LABELS, 16, tokenizer,
+                             str(tmp_path), "train")
+
+  def batches(group_by_length, seed=3):
+    d = data.make_dataset(path, 16, batch_size, is_training=True, seed=seed,
+                          group_by_length=group_by_length)
+    return list(d.take(2 * n // batch_size))  # Two epochs.
+
+  def spread(bs):  # Mean over batches of (longest - shortest) real length.
+    return np.mean([np.ptp(b["input_mask"].numpy().sum(1)) for b in bs])
+
+  grouped = batches(group)
+  assert all(b["input_ids"].shape == (batch_size, 16) for b in grouped)
+  assert spread(grouped) < 0.5 * spread(batches(0))
+  # Each feature row kept together; every example as often as the others
+  # (the last shuffle lets up to `group` batches cross an epoch boundary).
+  order = np.concatenate([b["example_index"].numpy() for b in grouped])
+  ten_epochs = data.make_dataset(path, 16, batch_size, is_training=True,
+                                 seed=3, group_by_length=group)
+  counts = np.bincount(np.concatenate(
+      [b["example_index"].numpy() for b in ten_epochs.take(10 * n //
+                                                           batch_size)]),
+                       minlength=n)
+  assert counts.min() >= 9 and counts.max() <= 11, counts
+  want = data.features_to_tensors(data.convert_examples(
+      some_examples(n), LABELS, 16, tokenizer))
+  for b in grouped:
+    np.testing.assert_array_equal(
+        b["input_ids"], want["input_ids"][b["example_index"].numpy()])
+  # Batches are not served shortest first; the order follows the seed.
+  lengths = [int(b["input_mask"].numpy().sum(1).max()) for b in grouped[:group]]
+  assert lengths != sorted(lengths)
+  again = np.concatenate([b["example_index"].numpy() for b in batches(group)])
+  np.testing.assert_array_equal(order, again)
+  other = np.concatenate([b["example_index"].numpy()
+                          for b in batches(group, seed=4)])
+  assert not np.array_equal(order, other)
+  # Read once (not training): each run sorted shortest first, none lost.
+  once = collect(data.make_dataset(path, 16, batch_size, False,
+                                   group_by_length=group))
+  assert sorted(once["example_index"]) == list(range(n))
+  run = batch_size * group
+  for start in range(0, n, run):
+    lengths = once["input_mask"][start:start + run].sum(1)
+    assert list(lengths) == sorted(lengths)
+  np.testing.assert_array_equal(once["input_ids"],
+                                want["input_ids"][once["example_index"]])
