@@ -14,14 +14,14 @@ Skips cleanly when ../shared/data/waimai is absent.
 
 import os
 import statistics
-import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 from absl import app, flags
 
+import runs  # benchmarks/runs.py, beside this file.
+
+ROOT = runs.ROOT
 sys.path.insert(0, ROOT)
 from bert import modeling  # pylint: disable=wrong-import-position
 
@@ -54,20 +54,13 @@ def student_config(work_dir: str, spec: str, vocab_size: int) -> str:
 
 
 def run(script: str, output_dir: str, extra: list[str]) -> float:
-  results = os.path.join(output_dir, "eval_results.txt")
-  if not os.path.exists(results):
-    command = [sys.executable, os.path.join(ROOT, "bert", script),
-               "--task_name=emotion", f"--data_dir={FLAGS.data_dir}",
-               f"--vocab_file={FLAGS.vocab_file}", f"--output_dir={output_dir}",
-               "--do_train", "--do_eval", f"--num_train_epochs={FLAGS.epochs}",
-               f"--learning_rate={FLAGS.learning_rate}",
-               f"--max_seq_length={FLAGS.max_seq_length}",
-               "--eval_batch_size=64", "--log_steps=200"] + extra
-    print(" ".join(command), flush=True)
-    subprocess.run(command, check=True, stderr=subprocess.DEVNULL,
-                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-  with open(results) as f:
-    return float(dict(l.strip().split(" = ") for l in f)["eval_accuracy"])
+  return runs.run(script, output_dir, [
+      "--task_name=emotion", f"--data_dir={FLAGS.data_dir}",
+      f"--vocab_file={FLAGS.vocab_file}", "--do_train", "--do_eval",
+      f"--num_train_epochs={FLAGS.epochs}",
+      f"--learning_rate={FLAGS.learning_rate}",
+      f"--max_seq_length={FLAGS.max_seq_length}", "--eval_batch_size=64",
+      "--log_steps=200"] + extra)["eval_accuracy"]
 
 
 def main(argv):

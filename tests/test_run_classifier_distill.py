@@ -236,6 +236,22 @@ def test_cached_teacher_logits(env, tmp_path, caplog):
   np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
 
 
+def test_cache_dir_is_shared_between_runs(env, tmp_path, caplog):
+  caplog.set_level(logging.INFO, logger="absl")
+  cache_dir = tmp_path / "cache"
+  for name in ("seed1", "seed2"):
+    caplog.clear()
+    run(env, tmp_path / name, do_train=True, do_eval=True,
+        cache_teacher_logits=True, cache_dir=str(cache_dir),
+        group_by_length=3, seed=int(name[-1]))
+    assert ("Computing teacher logits" in caplog.text) == (name == "seed1")
+    # Features and logits live in --cache_dir only; results in output_dir.
+    assert not glob.glob(str(tmp_path / name / "*.tf_record"))
+    assert os.path.exists(tmp_path / name / "eval_results.txt")
+  assert len(glob.glob(str(cache_dir / "train-*.teacher-*.npy"))) == 1
+  assert glob.glob(str(cache_dir / "dev-*.tf_record"))
+
+
 def test_ensemble_geometric_with_schedules(env, tmp_path, caplog):
   caplog.set_level(logging.INFO, logger="absl")
   out = tmp_path / "out"
