@@ -164,7 +164,12 @@ class AdamWeightDecay(tf.Module):
     Returns:
       {"learning_rate": float32 scalar used for this step,
        "grad_norm": float32 scalar global norm of the (replica-summed)
-       gradients before clipping}.
+       gradients before clipping,
+       "skipped": 1.0 when that norm was Inf or NaN, else 0.0}.
+
+    A step whose gradients are not finite (an exploding RNN, a NaN loss)
+    leaves every variable and slot as it was, instead of turning them all
+    to NaN through the clipping; the global step still advances.
     """
     grads = list(grads)
     if len(grads) != len(self._params):
@@ -185,6 +190,7 @@ class AdamWeightDecay(tf.Module):
     if self.clip_norm is not None and grads:
       grads, _ = tf.clip_by_global_norm(
           grads, self.clip_norm, use_norm=grad_norm)
+    finite = tf.math.is_finite(grad_norm)
     # Adam's slots decay every row, so sparse gradients are applied densely.
     grads = [tf.convert_to_tensor(g) for g in grads]
     lr = self._learning_rate()
@@ -193,7 +199,7 @@ class AdamWeightDecay(tf.Module):
       for i, grad in zip(used, grads):
         p = self._params[i]
         strategy.extended.update(
-            p.var, self._update, args=(grad, p.m, p.v, lr, p.decay))
+            p.var, self._update, args=(grad, p.m, p.v, lr, p.decay, finite))
       # After the updates: this step's rate was read from the old value.
       self.global_step.assign_add(1)
 
@@ -201,10 +207,12 @@ class AdamWeightDecay(tf.Module):
       apply(tf.distribute.get_strategy(), grads, lr)
     else:
       ctx.merge_call(apply, args=(grads, lr))
-    return {"learning_rate": lr, "grad_norm": grad_norm}
+    return {"learning_rate": lr, "grad_norm": grad_norm,
+            "skipped": 1.0 - tf.cast(finite, tf.float32)}
 
-  def _update(self, var, grad, m, v, lr, decay: bool):
-    """One variable on one device; all tensors have the variable's shape."""
+  def _update(self, var, grad, m, v, lr, decay: bool, finite: tf.Tensor):
+    """One variable on one device; all tensors have the variable's shape.
+    Nothing changes unless `finite` (a bool scalar)."""
     next_m = self.beta_1 * m + (1.0 - self.beta_1) * grad
     next_v = self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad)
     update = next_m / (tf.sqrt(next_v) + self.epsilon)
@@ -212,5 +220,6 @@ class AdamWeightDecay(tf.Module):
       # Decoupled from m and v: plain L2 added to Adam's gradient would be
       # rescaled by sqrt(v) and decay weights unevenly.
       update += self.weight_decay_rate * var
-    return tf.group(var.assign(var - lr * update), m.assign(next_m),
-                    v.assign(next_v))
+    return tf.group(var.assign(tf.where(finite, var - lr * update, var)),
+                    m.assign(tf.where(finite, next_m, m)),
+                    v.assign(tf.where(finite, next_v, v)))

@@ -18,6 +18,7 @@ import tensorflow as tf
 from absl import logging
 
 from bert import checkpoints, data, modeling, optimization
+from bert.errors import UserError
 
 # loss_fn(features, training) -> (scalar loss averaged over the global batch,
 # {name: scalar metric} to log).
@@ -79,6 +80,10 @@ class Trainer:
         self.checkpoint_variables, output_dir, max_to_keep=keep_checkpoints)
     self.summary_writer = tf.summary.create_file_writer(
         os.path.join(output_dir, "train"))
+
+  def _last_checkpoint_note(self) -> str:
+    last = tf.train.latest_checkpoint(self.output_dir)
+    return f"The last good checkpoint is {last}. " if last else ""
 
   @property
   def global_step(self) -> int:
@@ -144,7 +149,19 @@ class Trainer:
             self.num_train_steps, means["loss"], float(
                 metrics["learning_rate"]), rate, _format_seconds(eta),
             "".join(f" {k} {v:.4f}" for k, v in sorted(means.items())
-                    if k not in ("loss", "learning_rate", "grad_norm")))
+                    if k not in ("loss", "learning_rate", "grad_norm",
+                                 "skipped")))
+        skipped = round(sums.get("skipped", 0.0))
+        if skipped == window_steps:
+          raise UserError(
+              f"step {step}: the gradients of all of the last {skipped} steps "
+              f"were Inf or NaN (loss {means['loss']:.4g}); stopping. "
+              f"{self._last_checkpoint_note()}Lower --learning_rate, or look "
+              "for bad values in the inputs or the teacher's outputs.")
+        if skipped:
+          logging.warning("%d of the last %d steps had Inf/NaN gradients and "
+                          "were skipped (exploding gradients: a lower "
+                          "--learning_rate may help)", skipped, window_steps)
         with self.summary_writer.as_default(step=step):
           for k, v in means.items():
             tf.summary.scalar(k, v)

@@ -258,6 +258,34 @@ def test_none_gradient_leaves_variable_and_slots_alone():
   assert not np.array_equal(model.gamma.numpy(), gamma_before)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 3e19])
+def test_non_finite_gradients_skip_the_step(bad):
+  model = Toy()
+  opt = optimization.AdamWeightDecay(model.params, learning_rate=0.1)
+  ref = Reference(model.params, [KERNEL, BIAS, GAMMA])
+  grads = random_grads(model, scale=2.0, seed=5)
+  opt.apply_gradients([tf.constant(g) for g in grads])
+  ref.step(grads, 0.1)
+  before = ([p.numpy() for p in model.params] +
+            [v.numpy() for v in opt.slot_variables().values()])
+  bad_grads = random_grads(model, scale=2.0, seed=6)
+  # 3e19 is finite, but its square overflows the float32 norm to Inf.
+  bad_grads[0].flat[0] = bad
+  out = opt.apply_gradients([tf.constant(g) for g in bad_grads])
+  assert float(out["skipped"]) == 1.0
+  after = ([p.numpy() for p in model.params] +
+           [v.numpy() for v in opt.slot_variables().values()])
+  for b, a in zip(before, after):
+    np.testing.assert_array_equal(a, b)
+  assert int(opt.global_step.numpy()) == 2
+  # The next good step continues as if the bad one had not happened.
+  grads = random_grads(model, scale=2.0, seed=7)
+  out = opt.apply_gradients([tf.constant(g) for g in grads])
+  assert float(out["skipped"]) == 0.0
+  ref.step(grads, 0.1)
+  assert_matches(model, opt, ref)
+
+
 def test_indexed_slices_norm_counts_rows_like_google():
   table = tf.Variable(np.ones((5, 2), np.float32), name="bert/embeddings/"
                       "word_embeddings")

@@ -1,0 +1,75 @@
+"""Tests for bert/training.py's Trainer: what it does with bad gradients."""
+
+import logging
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert import modeling, training
+from bert.errors import UserError
+
+from tests import helpers
+
+
+def tiny_classifier(tmp_path):
+  config = modeling.BertConfig.from_json_file(
+      helpers.write_config(str(tmp_path)))
+  return modeling.BertClassifier(config, 2)
+
+
+def features(n=8, seq=6):
+  rng = np.random.default_rng(0)
+  return tf.data.Dataset.from_tensors({
+      "input_ids": tf.constant(rng.integers(5, 20, (n, seq)), tf.int32),
+      "input_mask": tf.ones((n, seq), tf.int32),
+      "segment_ids": tf.zeros((n, seq), tf.int32),
+      "label_ids": tf.constant(rng.integers(0, 2, n), tf.int32)}).repeat()
+
+
+def make_trainer(model, loss_fn, tmp_path, steps):
+  return training.Trainer(
+      model, loss_fn, strategy=tf.distribute.get_strategy(),
+      output_dir=str(tmp_path / "out"), num_train_steps=steps,
+      learning_rate=1e-3, num_warmup_steps=0, log_every=4,
+      save_checkpoints_steps=4)
+
+
+def classifier_loss(model, bad_steps=()):
+  """Cross-entropy, NaN at the (1-based) steps in `bad_steps`."""
+  step = tf.Variable(0)
+  def loss_fn(f, is_training):
+    step.assign_add(1)
+    logits = model(f["input_ids"], f["input_mask"], f["segment_ids"],
+                   training=is_training)
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        f["label_ids"], logits))
+    bad = tf.reduce_any(tf.equal(step, list(bad_steps) or [-1]))
+    # A factor, not tf.where: its gradients would be NaN on every step.
+    return loss * tf.where(bad, np.nan, 1.0), {}
+  return loss_fn
+
+
+def test_a_few_bad_steps_are_skipped_with_a_warning(tmp_path, caplog):
+  caplog.set_level(logging.WARNING, logger="absl")
+  model = tiny_classifier(tmp_path)
+  trainer = make_trainer(model, classifier_loss(model, bad_steps=(2, 6, 7)),
+                         tmp_path, steps=8)
+  trainer.train(features(), 8)
+  assert trainer.global_step == 8
+  for v in model.trainable_variables:
+    assert np.all(np.isfinite(v.numpy())), v.name
+  assert "1 of the last 4 steps had Inf/NaN gradients" in caplog.text
+  assert "2 of the last 4 steps had Inf/NaN gradients" in caplog.text
+
+
+def test_training_stops_when_every_step_is_bad(tmp_path):
+  model = tiny_classifier(tmp_path)
+  trainer = make_trainer(model, classifier_loss(model, bad_steps=range(5, 20)),
+                         tmp_path, steps=16)
+  with pytest.raises(UserError, match=r"step 8: the gradients of all of the "
+                     r"last 4 steps were Inf or NaN .*The last good checkpoint "
+                     r"is .*model.ckpt-4\. Lower --learning_rate"):
+    trainer.train(features(), 8)
+  for v in model.trainable_variables:
+    assert np.all(np.isfinite(v.numpy())), v.name
