@@ -26,13 +26,7 @@ sys.path.insert(0, ROOT)
 from bert import modeling  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", os.path.join(ROOT, "..", "shared", "data",
-                                             "waimai"), "text&label data.")
-flags.DEFINE_string("work_dir", os.path.join(ROOT, "output", "distill_exp"),
-                    "Where runs go.")
-flags.DEFINE_string("teacher_model", None, "Exported teacher.")
-flags.DEFINE_string("vocab_file", None, "The teacher's vocab.txt.")
-flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds.")
+runs.define_experiment_flags("distill_exp")
 flags.DEFINE_list("students", ["1x128", "2x128"], "layers x hidden.")
 flags.DEFINE_float("epochs", 3.0, "Training epochs.")
 flags.DEFINE_float("learning_rate", 3e-4, "Peak learning rate.")
@@ -65,8 +59,7 @@ def run(script: str, output_dir: str, extra: list[str]) -> float:
 
 def main(argv):
   del argv
-  if not os.path.exists(os.path.join(FLAGS.data_dir, "train.csv")):
-    print(f"skipped: no {FLAGS.data_dir}/train.csv")
+  if not runs.has_data(FLAGS.data_dir):
     return
   os.makedirs(FLAGS.work_dir, exist_ok=True)
   with open(FLAGS.vocab_file, encoding="utf-8") as f:
@@ -99,5 +92,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["teacher_model", "vocab_file"])
   app.run(main)

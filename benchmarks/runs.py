@@ -28,3 +28,41 @@ def run(script: str, output_dir: str, flags: list[str],
       subprocess.run(command, check=True, stdout=log, stderr=log,
                      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
   return read_metrics(output_dir)
+
+
+def define_experiment_flags(work_dir: str) -> None:
+  """The flags every distillation experiment has: data, work directory
+  (under output/), teacher, its vocab and the seeds."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  flags.DEFINE_string("data_dir", os.path.join(ROOT, "..", "shared", "data",
+                                               "waimai"), "text&label data.")
+  flags.DEFINE_string("work_dir", os.path.join(ROOT, "output", work_dir),
+                      "Where runs go.")
+  flags.DEFINE_string("teacher_model", None, "Exported teacher.")
+  flags.DEFINE_string("vocab_file", None, "The teacher's vocab.txt.")
+  flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds.")
+  flags.mark_flags_as_required(["teacher_model", "vocab_file"])
+
+
+def has_data(data_dir: str) -> bool:
+  """False, after saying so, when the waimai data is not there."""
+  if os.path.exists(os.path.join(data_dir, "train.csv")):
+    return True
+  print(f"skipped: no {data_dir}/train.csv")
+  return False
+
+
+def export(output_dir: str, flags: list[str],
+           log_file: str | None = None) -> str:
+  """Exports the trained run in `output_dir` (same flags as its training,
+  without --do_train/--do_eval) to `output_dir`/export; returns that path."""
+  export_dir = os.path.join(output_dir, "export")
+  command = ([sys.executable, os.path.join(ROOT, "bert",
+                                           "run_classifier_distill.py"),
+              f"--output_dir={output_dir}", "--do_export",
+              f"--export_dir={export_dir}"] +
+             [f for f in flags if f not in ("--do_train", "--do_eval")])
+  with open(log_file or os.devnull, "a") as log:
+    subprocess.run(command, check=True, stdout=log, stderr=log,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  return export_dir

