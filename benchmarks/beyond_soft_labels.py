@@ -138,11 +138,10 @@ def latency_table(teacher: str, bilstm_export: str) -> list[str]:
 
 def main(argv):
   del argv
-  if not runs.has_data(FLAGS.data_dir):
+  vocab_size = runs.start_experiment(FLAGS.data_dir, FLAGS.work_dir,
+                                     FLAGS.vocab_file)
+  if vocab_size is None:
     return
-  os.makedirs(FLAGS.work_dir, exist_ok=True)
-  with open(FLAGS.vocab_file, encoding="utf-8") as f:
-    vocab_size = sum(1 for _ in f)
   transfer = make_transfer_file()
   arms = arm_flags(vocab_size, transfer)
   unknown = set(FLAGS.arms) - set(arms)

@@ -59,11 +59,10 @@ def run(script: str, output_dir: str, extra: list[str]) -> float:
 
 def main(argv):
   del argv
-  if not runs.has_data(FLAGS.data_dir):
+  vocab_size = runs.start_experiment(FLAGS.data_dir, FLAGS.work_dir,
+                                     FLAGS.vocab_file)
+  if vocab_size is None:
     return
-  os.makedirs(FLAGS.work_dir, exist_ok=True)
-  with open(FLAGS.vocab_file, encoding="utf-8") as f:
-    vocab_size = sum(1 for _ in f)
   table = {}
   start = time.time()
   for spec in FLAGS.students:

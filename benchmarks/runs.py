@@ -44,12 +44,16 @@ def define_experiment_flags(work_dir: str) -> None:
   flags.mark_flags_as_required(["teacher_model", "vocab_file"])
 
 
-def has_data(data_dir: str) -> bool:
-  """False, after saying so, when the waimai data is not there."""
-  if os.path.exists(os.path.join(data_dir, "train.csv")):
-    return True
-  print(f"skipped: no {data_dir}/train.csv")
-  return False
+def start_experiment(data_dir: str, work_dir: str,
+                     vocab_file: str) -> int | None:
+  """Creates `work_dir` and returns the vocab's size, or None (after saying
+  so) when the waimai data is not there."""
+  if not os.path.exists(os.path.join(data_dir, "train.csv")):
+    print(f"skipped: no {data_dir}/train.csv")
+    return None
+  os.makedirs(work_dir, exist_ok=True)
+  with open(vocab_file, encoding="utf-8") as f:
+    return sum(1 for _ in f)
 
 
 def export(output_dir: str, flags: list[str],
