@@ -40,6 +40,8 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags
 
+import runs  # benchmarks/runs.py, beside this file.
+
 # The script's flags (--data_dir, --teacher_model, --train_batch_size,
 # --learning_rate, --max_seq_length, --seed, --temperature, --alpha, ...) are
 # the benchmark's.
@@ -76,27 +78,17 @@ SETUP = "setup.json"
 def build_teacher(work_dir: str) -> str:
   """Fine-tunes a from-scratch teacher with run_classifier.py and exports it
   (reuses an earlier export in the work dir)."""
-  from bert import export, prepare_data
+  from bert import export
   from bert.errors import UserError
   export_dir = os.path.join(work_dir, "export", "teacher")
   try:
     return export.resolve_export(export_dir)
   except UserError:
     pass
-  with open(os.path.join(FLAGS.data_dir, "train.csv"), encoding="utf-8") as f:
-    lines = [line.rstrip("\n") for line in f if line.strip()]
-  vocab = prepare_data.build_vocab([l.rsplit("&", 1)[0] for l in lines],
-                                   min_char_count=2, do_lower_case=True)
   teacher_dir = os.path.join(work_dir, "teacher")
-  os.makedirs(teacher_dir, exist_ok=True)
-  vocab_file = os.path.join(teacher_dir, "vocab.txt")
-  with open(vocab_file, "w", encoding="utf-8") as f:
-    f.write("\n".join(vocab) + "\n")
-  config_file = os.path.join(teacher_dir, "bert_config.json")
-  with open(config_file, "w") as f:
-    f.write(modeling.sized_config(len(vocab), FLAGS.teacher_layers,
-                                  FLAGS.teacher_hidden).to_json_string())
-  epochs = FLAGS.teacher_train_steps * FLAGS.train_batch_size / len(lines)
+  vocab_file, config_file, num_lines = runs.char_vocab_and_config(
+      FLAGS.data_dir, teacher_dir, FLAGS.teacher_layers, FLAGS.teacher_hidden)
+  epochs = FLAGS.teacher_train_steps * FLAGS.train_batch_size / num_lines
   command = [sys.executable, os.path.join(ROOT, "bert", "run_classifier.py"),
              "--task_name=emotion", f"--data_dir={FLAGS.data_dir}",
              f"--vocab_file={vocab_file}", f"--bert_config_file={config_file}",

@@ -21,7 +21,7 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags
 
-from bert import modeling, prepare_data
+import runs  # benchmarks/runs.py, beside this file.
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", os.path.join(ROOT, "..", "shared", "data",
@@ -38,28 +38,13 @@ flags.DEFINE_integer("hidden", 256, "Hidden size (heads of 64).")
 flags.DEFINE_integer("seed", 12345, "Random seed.")
 
 
-def prepare(work_dir: str) -> tuple[str, str]:
-  """Character vocab from the train split and a BERT config that fits it."""
-  with open(os.path.join(FLAGS.data_dir, "train.csv"), encoding="utf-8") as f:
-    texts = [line.rstrip("\n").rsplit("&", 1)[0] for line in f if line.strip()]
-  vocab = prepare_data.build_vocab(texts, min_char_count=2, do_lower_case=True)
-  os.makedirs(work_dir, exist_ok=True)
-  vocab_file = os.path.join(work_dir, "vocab.txt")
-  with open(vocab_file, "w", encoding="utf-8") as f:
-    f.write("\n".join(vocab) + "\n")
-  config_file = os.path.join(work_dir, "bert_config.json")
-  with open(config_file, "w") as f:
-    f.write(modeling.sized_config(len(vocab), FLAGS.layers,
-                                  FLAGS.hidden).to_json_string())
-  return vocab_file, config_file
-
-
 def main(argv):
   del argv
   if not os.path.exists(os.path.join(FLAGS.data_dir, "train.csv")):
     print(f"skipped: no {FLAGS.data_dir}/train.csv")
     return
-  vocab_file, config_file = prepare(FLAGS.output_dir)
+  vocab_file, config_file, _ = runs.char_vocab_and_config(
+      FLAGS.data_dir, FLAGS.output_dir, FLAGS.layers, FLAGS.hidden)
   run_dir = os.path.join(FLAGS.output_dir, "run")
   command = [sys.executable, os.path.join(ROOT, "bert", "run_classifier.py"),
              "--task_name=emotion", f"--data_dir={FLAGS.data_dir}",

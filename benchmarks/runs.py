@@ -14,19 +14,26 @@ def read_metrics(output_dir: str) -> dict[str, float]:
             (line.strip().split(" = ") for line in f if " = " in line)}
 
 
+def call_script(script: str, output_dir: str, flags: list[str],
+                log_file: str | None = None) -> None:
+  """Runs bert/<script> --output_dir=`output_dir` `flags`, its log appended
+  to `log_file` (or nowhere); raises if it fails."""
+  command = ([sys.executable, os.path.join(ROOT, "bert", script),
+              f"--output_dir={output_dir}"] + flags)
+  print(" ".join(command), flush=True)
+  os.makedirs(output_dir, exist_ok=True)
+  with open(log_file or os.devnull, "a") as log:
+    subprocess.run(command, check=True, stdout=log, stderr=log,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
 def run(script: str, output_dir: str, flags: list[str],
         log_file: str | None = None) -> dict[str, float]:
   """Runs bert/<script> with `flags` unless `output_dir` already has
   eval_results.txt (so a rerun resumes an interrupted experiment), and
   returns its dev metrics.  The run's log goes to `log_file` (or nowhere)."""
   if not os.path.exists(os.path.join(output_dir, "eval_results.txt")):
-    command = ([sys.executable, os.path.join(ROOT, "bert", script),
-                f"--output_dir={output_dir}"] + flags)
-    print(" ".join(command), flush=True)
-    os.makedirs(output_dir, exist_ok=True)
-    with open(log_file or os.devnull, "a") as log:
-      subprocess.run(command, check=True, stdout=log, stderr=log,
-                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    call_script(script, output_dir, flags, log_file)
   return read_metrics(output_dir)
 
 
@@ -61,12 +68,29 @@ def export(output_dir: str, flags: list[str],
   """Exports the trained run in `output_dir` (same flags as its training,
   without --do_train/--do_eval) to `output_dir`/export; returns that path."""
   export_dir = os.path.join(output_dir, "export")
-  command = ([sys.executable, os.path.join(ROOT, "bert",
-                                           "run_classifier_distill.py"),
-              f"--output_dir={output_dir}", "--do_export",
-              f"--export_dir={export_dir}"] +
-             [f for f in flags if f not in ("--do_train", "--do_eval")])
-  with open(log_file or os.devnull, "a") as log:
-    subprocess.run(command, check=True, stdout=log, stderr=log,
-                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  call_script("run_classifier_distill.py", output_dir,
+              ["--do_export", f"--export_dir={export_dir}"] +
+              [f for f in flags if f not in ("--do_train", "--do_eval")],
+              log_file)
   return export_dir
+
+
+def char_vocab_and_config(data_dir: str, out_dir: str, layers: int,
+                          hidden: int) -> tuple[str, str, int]:
+  """Writes to `out_dir` a character vocab.txt built from
+  `data_dir`/train.csv (text&label lines) and a bert_config.json of
+  `layers` x `hidden` that fits it -> (vocab file, config file, number of
+  training lines)."""
+  # pylint: disable=import-outside-toplevel
+  from bert import modeling, prepare_data
+  with open(os.path.join(data_dir, "train.csv"), encoding="utf-8") as f:
+    texts = [line.rstrip("\n").rsplit("&", 1)[0] for line in f if line.strip()]
+  vocab = prepare_data.build_vocab(texts, min_char_count=2, do_lower_case=True)
+  os.makedirs(out_dir, exist_ok=True)
+  vocab_file = os.path.join(out_dir, "vocab.txt")
+  with open(vocab_file, "w", encoding="utf-8") as f:
+    f.write("\n".join(vocab) + "\n")
+  config_file = os.path.join(out_dir, "bert_config.json")
+  with open(config_file, "w") as f:
+    f.write(modeling.sized_config(len(vocab), layers, hidden).to_json_string())
+  return vocab_file, config_file, len(texts)
