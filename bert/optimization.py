@@ -213,13 +213,15 @@ class AdamWeightDecay(tf.Module):
   def _update(self, var, grad, m, v, lr, decay: bool, finite: tf.Tensor):
     """One variable on one device; all tensors have the variable's shape.
     Nothing changes unless `finite` (a bool scalar)."""
-    next_m = self.beta_1 * m + (1.0 - self.beta_1) * grad
-    next_v = self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad)
-    update = next_m / (tf.sqrt(next_v) + self.epsilon)
-    if decay:
-      # Decoupled from m and v: plain L2 added to Adam's gradient would be
-      # rescaled by sqrt(v) and decay weights unevenly.
-      update += self.weight_decay_rate * var
-    return tf.group(var.assign(tf.where(finite, var - lr * update, var)),
-                    m.assign(tf.where(finite, next_m, m)),
-                    v.assign(tf.where(finite, next_v, v)))
+    def step():
+      next_m = self.beta_1 * m + (1.0 - self.beta_1) * grad
+      next_v = self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad)
+      update = next_m / (tf.sqrt(next_v) + self.epsilon)
+      if decay:
+        # Decoupled from m and v: plain L2 added to Adam's gradient would be
+        # rescaled by sqrt(v) and decay weights unevenly.
+        update += self.weight_decay_rate * var
+      return tf.group(var.assign(var - lr * update), m.assign(next_m),
+                      v.assign(next_v))
+    # A branch, not tf.where on each tensor: a good step does no extra work.
+    return tf.cond(finite, step, tf.no_op)
