@@ -55,10 +55,7 @@ place).
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
-import io
-import json
 import logging as std_logging
 import os
 import sys
@@ -442,99 +439,6 @@ def _rejoined(segments: dict[str, Segmented], text: str | None):
 # Output in the task's format, without labels.
 
 
-def train_file(processor: processors.DataProcessor, data_dir: str) -> str:
-  """The file `processor.get_train_examples(data_dir)` reads."""
-  if isinstance(processor, processors.GenericProcessor):
-    return os.path.join(data_dir, f"train.{processor.fmt}")
-  layout = getattr(processor, "train", None)  # The GLUE-style TSV tasks.
-  if layout is not None:
-    return os.path.join(data_dir, layout.file)
-  return os.path.join(data_dir, "train.csv")
-
-
-def _emotion_text(processor, examples) -> tuple[str, int]:
-  labels = processor.get_labels()
-  lines, dropped = [], 0
-  for e in examples:
-    _, sep, tail = e.text_a.rpartition("&")
-    # A text ending in '&<label>' could make the reader take the whole file
-    # as labelled and cut that suffix off every line.
-    if ("\n" in e.text_a or e.text_a.endswith("\r") or
-        (sep and tail.strip() in labels)):
-      dropped += 1
-    else:
-      lines.append(e.text_a + "\n")
-  return "".join(lines), dropped
-
-
-def _columns_text(examples, specs: list[tuple[str, str]], has_header: bool,
-                  fmt: str) -> tuple[str, int]:
-  """csv/tsv rows with the texts where `read_unlabeled` looks for them.
-
-  specs: (field, column) for text_a and text_b; a column is a 0-based index
-  (the text goes there, other cells stay empty) or a header name (a column
-  appended after the indexed ones).
-  """
-  positions, width = {}, 0
-  for field, col in specs:
-    if col.isdigit():
-      positions[field] = int(col)
-      width = max(width, int(col) + 1)
-  for field, col in specs:
-    if field not in positions:
-      positions[field], width = width, width + 1
-  header = [f"column{i}" for i in range(width)]
-  for field, col in specs:
-    if not col.isdigit():
-      header[positions[field]] = col
-  rows = [header] if has_header else []
-  for e in examples:
-    row = [""] * width
-    for field, _ in specs:
-      row[positions[field]] = getattr(e, field)
-    rows.append(row)
-  if fmt == "csv":
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue(), 0
-  # TSV is read without quoting: a tab or line break inside a text would
-  # shift or split its row.
-  ok = [r for r in rows if not any(c in f for f in r for c in "\t\n\r")]
-  return "".join("\t".join(r) + "\n" for r in ok), len(rows) - len(ok)
-
-
-def format_transfer(processor: processors.DataProcessor,
-                    examples: Sequence[processors.InputExample]
-                    ) -> tuple[str, int]:
-  """The file content of `examples` in the task's format, without labels,
-  and the number of examples left out because the format cannot hold them.
-  """
-  kept = [e for e in examples if e.text_a.strip() and
-          (e.text_b is None or e.text_b.strip())]
-  blank = len(examples) - len(kept)
-  if isinstance(processor, processors.EmotionProcessor):
-    content, dropped = _emotion_text(processor, kept)
-  elif isinstance(processor, processors.GenericProcessor):
-    specs = [("text_a", str(processor.columns["text"]))]
-    if processor.columns["text_b"] is not None:
-      specs.append(("text_b", str(processor.columns["text_b"])))
-    if processor.fmt == "jsonl":
-      content = "".join(
-          json.dumps({col: getattr(e, field) for field, col in specs},
-                     ensure_ascii=False) + "\n" for e in kept)
-      dropped = 0
-    else:
-      content, dropped = _columns_text(kept, specs, processor.has_header,
-                                       processor.fmt)
-  else:
-    layout = processor.train  # The GLUE-style TSV tasks.
-    specs = [("text_a", str(layout.text_a))]
-    if layout.text_b is not None:
-      specs.append(("text_b", str(layout.text_b)))
-    content, dropped = _columns_text(kept, specs, layout.has_header, "tsv")
-  return content, blank + dropped
-
-
 def write_transfer_file(processor: processors.DataProcessor,
                         examples: Sequence[processors.InputExample],
                         path: str, overwrite: bool = False) -> tuple[int, int]:
@@ -545,7 +449,7 @@ def write_transfer_file(processor: processors.DataProcessor,
   """
   if os.path.exists(path) and not overwrite:
     raise UserError(f"{path}: already exists; pass --overwrite to replace it")
-  content, dropped = format_transfer(processor, examples)
+  content, dropped = processor.format_unlabeled(examples)
   if not content.strip():
     raise UserError(f"{path}: no transfer example to write (every variant "
                     f"was a duplicate); raise --n_iter or the probabilities")
@@ -613,7 +517,7 @@ def augment_file(processor: processors.DataProcessor, data_dir: str,
                  overwrite: bool = False) -> Summary:
   """Reads the task's train split, augments it and writes the transfer set."""
   start = time.time()
-  source = train_file(processor, data_dir)
+  source = processor.split_file(data_dir, "train")
   if os.path.exists(output_file):
     if not overwrite:
       raise UserError(f"{output_file}: already exists; pass --overwrite to "

@@ -36,7 +36,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from bert import modeling
+from bert import data, modeling
 from bert.errors import UserError
 
 MODEL_TYPE = "bilstm"
@@ -222,11 +222,11 @@ class BiLstmClassifier(tf.Module):
               training: bool = False) -> tuple[tf.Tensor, None]:
     """int [B, S] inputs -> (logits [B, C], None); segment ids are unused."""
     del segment_ids
-    input_mask = tf.cast(input_mask, tf.int32)
     # Steps past the batch's longest example change nothing: skip them
     # (serving clients often pad to max_seq_length).
-    length = tf.maximum(tf.reduce_max(tf.reduce_sum(input_mask, 1)), 1)
-    input_ids, input_mask = input_ids[:, :length], input_mask[:, :length]
+    trimmed = data.trim_batch({"input_ids": input_ids,
+                               "input_mask": tf.cast(input_mask, tf.int32)})
+    input_ids, input_mask = trimmed["input_ids"], trimmed["input_mask"]
     outputs = self.encode(input_ids, input_mask, training)      # [B, S, 2H]
     real = tf.cast(input_mask, tf.bool)[..., tf.newaxis]
     pooled = tf.reduce_max(

@@ -26,7 +26,7 @@ from bert.processors import InputExample
 # Bump when the record layout or the conversion changes: invalidates caches.
 _CACHE_FORMAT = 1
 
-_SEQ_FEATURES = ("input_ids", "input_mask", "segment_ids")
+SEQ_FEATURES = ("input_ids", "input_mask", "segment_ids")
 _SCALAR_FEATURES = ("label_ids", "has_label", "example_index")
 
 
@@ -216,7 +216,7 @@ def make_dataset(tfrecord_path: str, max_seq_length: int, batch_size: int,
       raise UserError(f"{tfrecord_path}: features have max_seq_length "
                       f"{cached_len}, not {max_seq_length}")
   spec = {name: tf.io.FixedLenFeature([max_seq_length], tf.int64)
-          for name in _SEQ_FEATURES}
+          for name in SEQ_FEATURES}
   spec.update({name: tf.io.FixedLenFeature([], tf.int64)
                for name in _SCALAR_FEATURES})
 
@@ -269,6 +269,17 @@ def features_to_tensors(
   }
 
 
+def features_dataset(features: dict[str, np.ndarray],
+                     batch_size: int) -> tf.data.Dataset:
+  """In-memory features ([N, S] and [N] arrays, from `features_to_tensors`)
+  as a finite dataset of batches of similar lengths, shortest first:
+  `trim_batch` then cuts most padding; `example_index` says where each row
+  came from."""
+  order = np.argsort(features["input_mask"].sum(1), kind="stable")
+  return tf.data.Dataset.from_tensor_slices(
+      {k: v[order] for k, v in features.items()}).batch(batch_size)
+
+
 def trim_batch(features: dict) -> dict:
   """Cuts [B, max_seq_length] features to the batch's longest example.
 
@@ -278,5 +289,5 @@ def trim_batch(features: dict) -> dict:
   """
   length = tf.maximum(tf.reduce_max(tf.reduce_sum(features["input_mask"], 1)),
                       1)
-  return {k: v[:, :length] if k in _SEQ_FEATURES else v
+  return {k: v[:, :length] if k in SEQ_FEATURES else v
           for k, v in features.items()}

@@ -30,7 +30,6 @@ FLAG_OBJECTIVE = "--distill_objective"
 FLAG_ALPHA_SCHEDULE = "--alpha_schedule"
 FLAG_TEMPERATURE_SCHEDULE = "--temperature_schedule"
 FLAG_ENSEMBLE_MEAN = "--ensemble_mean"
-FLAG_NUM_TRAIN_STEPS = "--num_train_steps"
 
 
 def _check_choice(flag: str, value: str, choices: Sequence[str]) -> None:
@@ -86,7 +85,8 @@ def ensemble_teacher_probs(teacher_logits: Sequence[tf.Tensor],
     [B, C] float32 probabilities (no gradient flows to the teachers); pass as
     `distillation_loss(..., teacher_probs=...)` with the same temperature.
   """
-  _check_choice(FLAG_ENSEMBLE_MEAN, mean, ENSEMBLE_MEANS)
+  if mean not in ENSEMBLE_MEANS:
+    raise ValueError(f"unknown ensemble mean {mean!r}")
   v = tf.stop_gradient(tf.cast(tf.stack(teacher_logits)
                                if isinstance(teacher_logits, (list, tuple))
                                else teacher_logits, tf.float32))  # [K, B, C]
@@ -150,7 +150,8 @@ def distillation_loss(student_logits: tf.Tensor,
     Dict of float32 scalars: loss, hard_loss, soft_loss, hard_weight,
     soft_weight.
   """
-  _check_choice(FLAG_OBJECTIVE, objective, OBJECTIVES)
+  if objective not in OBJECTIVES:
+    raise ValueError(f"unknown objective {objective!r}")
   if (teacher_logits is None) == (teacher_probs is None):
     raise ValueError("pass exactly one of teacher_logits and teacher_probs")
   if objective == "logits_mse" and teacher_logits is None:
@@ -210,8 +211,7 @@ def _progress(step: tf.Tensor | int, num_train_steps: tf.Tensor | int
               ) -> tf.Tensor:
   """step / num_train_steps clipped to [0, 1], as float32."""
   if isinstance(num_train_steps, (int, float)) and num_train_steps <= 0:
-    raise UserError(
-        f"{FLAG_NUM_TRAIN_STEPS} must be > 0; got {num_train_steps}")
+    raise ValueError(f"num_train_steps must be > 0; got {num_train_steps}")
   frac = (tf.cast(step, tf.float32) /
           tf.maximum(tf.cast(num_train_steps, tf.float32), 1.0))
   return tf.clip_by_value(frac, 0.0, 1.0)
@@ -226,10 +226,11 @@ def alpha_at(step: tf.Tensor | int, num_train_steps: tf.Tensor | int,
   1 - step / num_train_steps: 1 at step 0, 0.5 half-way and 0 at step ==
   num_train_steps (the global step once training ends); `alpha` is ignored.
   """
-  _check_choice(FLAG_ALPHA_SCHEDULE, schedule, ALPHA_SCHEDULES)
   if schedule == "constant":
     return tf.cast(alpha, tf.float32)
-  return 1.0 - _progress(step, num_train_steps)
+  if schedule == "anneal":
+    return 1.0 - _progress(step, num_train_steps)
+  raise ValueError(f"unknown alpha schedule {schedule!r}")
 
 
 def temperature_at(step: tf.Tensor | int, num_train_steps: tf.Tensor | int,
@@ -240,11 +241,12 @@ def temperature_at(step: tf.Tensor | int, num_train_steps: tf.Tensor | int,
   "constant": `temperature`.  "linear": T + (1 - T) * step / num_train_steps,
   from T at step 0 down to 1 at step == num_train_steps.
   """
-  _check_choice(FLAG_TEMPERATURE_SCHEDULE, schedule, TEMPERATURE_SCHEDULES)
   t = tf.cast(temperature, tf.float32)
   if schedule == "constant":
     return t
-  return t + (1.0 - t) * _progress(step, num_train_steps)
+  if schedule == "linear":
+    return t + (1.0 - t) * _progress(step, num_train_steps)
+  raise ValueError(f"unknown temperature schedule {schedule!r}")
 
 
 def agreement(student_logits: tf.Tensor, teacher_logits: tf.Tensor

@@ -12,20 +12,26 @@ and `vocab.txt`, `bert_config.json` (`model_config.json` for other models,
 e.g. a BiLSTM student) and `export_info.json` (labels, sequence length,
 lower-casing) as assets.  The version is written under a temporary
 name and renamed, so TF Serving never sees half a model.
+
+`ExportedClassifier` is the one way back in: resolve a version, read its
+info, load it, check its signature, tokenise with its own vocab and predict
+in batches (teachers, `predict.py` and `report.py` all use it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import shutil
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert import modeling
+from bert import data, evaluation, modeling, processors, tokenization
 from bert.errors import UserError
 
 EXPORT_INFO = "export_info.json"
@@ -203,3 +209,112 @@ def load(saved_model_dir: str):
 def asset_path(saved_model_dir: str, name: str) -> str | None:
   path = os.path.join(saved_model_dir, "assets", name)
   return path if tf.io.gfile.exists(path) else None
+
+
+class ExportedClassifier:
+  """An exported classifier and what its assets say about its inputs."""
+
+  def __init__(self, path: str, required_outputs: tuple[str, ...] = (),
+               role: str = "SavedModel"):
+    """Resolves `path` (a version or its base path), loads it and checks
+    that `serving_default` exists and has `required_outputs`; `role` names
+    it in errors (e.g. "teacher")."""
+    self.dir = resolve_export(path)
+    self.info = read_export_info(self.dir)
+    try:
+      self.loaded = load(self.dir)
+    except Exception as e:  # A broken or foreign directory.
+      raise UserError(f"{self.dir}: cannot load the {role} "
+                      f"({e.__class__.__name__}: {str(e)[:200]})") from None
+    self.serving_default = self.loaded.signatures.get("serving_default")
+    if self.serving_default is None:
+      raise UserError(f"{self.dir}: the {role} has no serving_default "
+                      "signature")
+    outputs = self.serving_default.structured_outputs
+    for name in required_outputs:
+      if name not in outputs:
+        raise UserError(
+            f"{self.dir}: the {role}'s serving_default signature has no "
+            f"{name!r} output (outputs: {sorted(outputs)})")
+    self.label_list = [str(l) for l in self.info.get("label_list", [])]
+    self.max_seq_length = int(self.info.get("max_seq_length", 128))
+    self._tokenizer = None
+
+  @property
+  def tokenizer(self):
+    """The Python tokenizer the model was trained with, from the assets."""
+    if self._tokenizer is None:
+      spm = asset_path(self.dir, "spm.model")
+      vocab = asset_path(self.dir, "vocab.txt")
+      if not (spm or vocab):
+        raise UserError(f"{self.dir}: the export has no vocab.txt or spm.model "
+                        "asset to tokenise with")
+      self._tokenizer = tokenization.create_tokenizer(
+          vocab, bool(self.info.get("do_lower_case", True)), spm)
+    return self._tokenizer
+
+  def features(self, texts, max_seq_length: int | None = None
+               ) -> dict[str, np.ndarray]:
+    """Google's features for single texts (str or bytes) with this export's
+    tokenizer and labels: int32 arrays input_ids, input_mask, segment_ids
+    [N, S], label_ids, has_label, example_index [N]."""
+    examples = [processors.InputExample(str(i),
+                                        tokenization.convert_to_unicode(t))
+                for i, t in enumerate(texts)]
+    return self.example_features(examples, max_seq_length)
+
+  def example_features(self, examples, max_seq_length: int | None = None
+                       ) -> dict[str, np.ndarray]:
+    """`features` of `InputExample`s (their labels are not used)."""
+    return data.features_to_tensors(data.convert_examples(
+        [dataclasses.replace(e, label=None) for e in examples],
+        self.label_list, max_seq_length or self.max_seq_length,
+        self.tokenizer))
+
+  def logits(self, input_ids, input_mask, segment_ids) -> tf.Tensor:
+    """serving_default's logits [B, C] for int32 [B, S] inputs (a tensor,
+    usable inside tf.function)."""
+    return self.serving_default(input_ids=input_ids, input_mask=input_mask,
+                                segment_ids=segment_ids)["logits"]
+
+  def serve_ids(self, features: dict) -> dict[str, np.ndarray]:
+    """serving_default on one batch of [B, S] features, trimmed to its
+    longest example -> logits, probabilities [B, C]."""
+    batch = data.trim_batch({k: tf.constant(features[k], tf.int32)
+                             for k in data.SEQ_FEATURES})
+    return {k: v.numpy() for k, v in self.serving_default(**batch).items()}
+
+  def predict_logits(self, features: dict[str, np.ndarray],
+                     batch_size: int = 64) -> np.ndarray:
+    """Logits [N, C] in input order for [N, S] features, in batches of
+    similar lengths each trimmed to its longest example."""
+    dataset = data.features_dataset(features, batch_size)
+    out = evaluation.predict_logits(
+        lambda f: self.logits(f["input_ids"], f["input_mask"],
+                              f["segment_ids"]), dataset)
+    logits = np.zeros_like(out["logits"])
+    logits[out["example_index"]] = out["logits"]
+    return logits
+
+  def predict_ids(self, texts) -> dict[str, np.ndarray]:
+    """Python tokenisation + serving_default -> probabilities [B, C], label [B]."""
+    out = self.serve_ids(self.features(texts))
+    return {**out, "label": self._label_names(out["logits"].argmax(-1))}
+
+  def predict_text(self, texts) -> dict[str, np.ndarray]:
+    """The predict_text signature (in-graph tokenisation) -> probabilities
+    [B, C], label [B] (str)."""
+    signature = self.loaded.signatures.get("predict_text")
+    if signature is None:
+      raise UserError(f"{self.dir}: the export has no predict_text signature "
+                      "(exported without a text featurizer); use --use_ids")
+    raw = [t.encode("utf-8") if isinstance(t, str) else t for t in texts]
+    out = {k: v.numpy()
+           for k, v in signature(text=tf.constant(raw, tf.string)).items()}
+    out["label"] = np.array([l.decode("utf-8") for l in out["label"]])
+    return out
+
+  def _label_names(self, indices: np.ndarray) -> np.ndarray:
+    names = self.label_list or [str(i) for i in
+                                range(int(indices.max(initial=0)) + 1)]
+    return np.array([names[i] for i in indices])

@@ -22,24 +22,9 @@ encoder plus the `output_weights`/`output_bias` head of `BertClassifier`.
 from __future__ import annotations
 
 import tensorflow as tf
-from absl import flags
 
 from bert import export, modeling
 from bert.errors import UserError
-
-
-def define_flags() -> None:
-  """Defines the TF Hub flags (idempotent: safe to call twice)."""
-  if "bert_hub_module_handle" in flags.FLAGS:
-    return
-  flags.DEFINE_string(
-      "bert_hub_module_handle", None,
-      "A TF2 SavedModel in TF Hub's BERT encoder format (a local path or hub "
-      "handle); replaces --bert_config_file/--init_checkpoint")
-  flags.DEFINE_bool(
-      "do_export_encoder", False,
-      "Export this project's encoder in TF Hub's BERT encoder format to "
-      "--export_dir")
 
 
 def _inputs_spec() -> dict[str, tf.TensorSpec]:

@@ -22,87 +22,12 @@ if not __package__:  # run as `python bert/predict.py`
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
-import tensorflow as tf
 from absl import app, flags
 
-from bert import data, export, processors, tokenization
+from bert import export
 from bert.errors import UserError, exit_on_error
 
 FLAGS = flags.FLAGS
-
-
-class ExportedClassifier:
-  """An exported classifier and what its assets say about its inputs."""
-
-  def __init__(self, path: str):
-    self.dir = export.resolve_export(path)
-    self.info = export.read_export_info(self.dir)
-    try:
-      self.loaded = export.load(self.dir)
-    except Exception as e:  # A broken or foreign directory.
-      raise UserError(f"{self.dir}: cannot load the SavedModel "
-                      f"({e.__class__.__name__}: {str(e)[:200]})") from None
-    self.serving_default = self.loaded.signatures.get("serving_default")
-    if self.serving_default is None:
-      raise UserError(f"{self.dir}: the SavedModel has no serving_default "
-                      "signature")
-    self.label_list = [str(l) for l in self.info.get("label_list", [])]
-    self.max_seq_length = int(self.info.get("max_seq_length", 128))
-    self._tokenizer = None
-
-  @property
-  def tokenizer(self):
-    """The Python tokenizer the model was trained with, from the assets."""
-    if self._tokenizer is None:
-      spm = export.asset_path(self.dir, "spm.model")
-      vocab = export.asset_path(self.dir, "vocab.txt")
-      if not (spm or vocab):
-        raise UserError(f"{self.dir}: the export has no vocab.txt or spm.model "
-                        "asset to tokenise with")
-      self._tokenizer = tokenization.create_tokenizer(
-          vocab, bool(self.info.get("do_lower_case", True)), spm)
-    return self._tokenizer
-
-  def features(self, texts: Sequence[str | bytes],
-               max_seq_length: int | None = None) -> dict[str, np.ndarray]:
-    """Google's features for single texts, trimmed to the longest one:
-    input_ids, input_mask, segment_ids int32 [B, S]."""
-    examples = [processors.InputExample(str(i), tokenization.convert_to_unicode(t))
-                for i, t in enumerate(texts)]
-    features = data.features_to_tensors(data.convert_examples(
-        examples, self.label_list, max_seq_length or self.max_seq_length,
-        self.tokenizer))
-    length = max(1, int(features["input_mask"].sum(1).max(initial=1)))
-    return {k: features[k][:, :length]
-            for k in ("input_ids", "input_mask", "segment_ids")}
-
-  def serve_ids(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """serving_default on int32 [B, S] features -> logits, probabilities [B, C]."""
-    out = self.serving_default(
-        **{k: tf.constant(features[k], tf.int32)
-           for k in ("input_ids", "input_mask", "segment_ids")})
-    return {k: v.numpy() for k, v in out.items()}
-
-  def predict_ids(self, texts: Sequence[str | bytes]) -> dict[str, np.ndarray]:
-    """Python tokenisation + serving_default -> probabilities [B, C], label [B]."""
-    out = self.serve_ids(self.features(texts))
-    return {**out, "label": self._label_names(out["logits"].argmax(-1))}
-
-  def predict_text(self, texts: Sequence[str | bytes]) -> dict[str, np.ndarray]:
-    """The predict_text signature (in-graph tokenisation) -> probabilities
-    [B, C], label [B] (str)."""
-    signature = self.loaded.signatures.get("predict_text")
-    if signature is None:
-      raise UserError(f"{self.dir}: the export has no predict_text signature "
-                      "(exported without a text featurizer); use --use_ids")
-    raw = [t.encode("utf-8") if isinstance(t, str) else t for t in texts]
-    out = {k: v.numpy() for k, v in signature(text=tf.constant(raw, tf.string)).items()}
-    out["label"] = np.array([l.decode("utf-8") for l in out["label"]])
-    return out
-
-  def _label_names(self, indices: np.ndarray) -> np.ndarray:
-    names = self.label_list or [str(i) for i in range(int(indices.max(initial=0)) + 1)]
-    return np.array([names[i] for i in indices])
 
 
 def read_batches(stream: BinaryIO, batch_size: int) -> Iterator[list[bytes]]:
@@ -153,7 +78,7 @@ def main(argv: Sequence[str]) -> None:
     raise UserError("--model is required (e.g. --model=export/student)")
   if FLAGS.batch_size < 1:
     raise UserError(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
-  model = ExportedClassifier(FLAGS.model)
+  model = export.ExportedClassifier(FLAGS.model)
   predict = model.predict_ids if FLAGS.use_ids else model.predict_text
   if FLAGS.input_file == "-":
     stream = sys.stdin.buffer

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import os
 from typing import Iterator, Sequence
@@ -126,6 +127,25 @@ class DataProcessor:
     """Reads a transfer-set file in the task's format; labels are dropped."""
     raise NotImplementedError()
 
+  def split_file(self, data_dir: str, split: str) -> str:
+    """The file that `get_<split>_examples(data_dir)` reads (train, dev,
+    test)."""
+    raise NotImplementedError()
+
+  def format_unlabeled(self, examples: Sequence[InputExample]
+                       ) -> tuple[str, int]:
+    """The file content of `examples` in the task's format, without labels
+    (what `read_unlabeled` reads back), and the number of examples left out
+    because they are blank or the format cannot hold them."""
+    kept = [e for e in examples if e.text_a.strip() and
+            (e.text_b is None or e.text_b.strip())]
+    content, dropped = self._format_unlabeled(kept)
+    return content, len(examples) - len(kept) + dropped
+
+  def _format_unlabeled(self, examples: Sequence[InputExample]
+                        ) -> tuple[str, int]:
+    raise NotImplementedError()
+
   def _check_label(self, path: str, line_no: int, label: str) -> str:
     labels = self.get_labels()
     if label not in labels:
@@ -171,6 +191,16 @@ class _TsvProcessor(DataProcessor):
   def read_unlabeled(self, path: str) -> list[InputExample]:
     layout = dataclasses.replace(self.train, label=None)
     return self._read(path, layout, "unlabeled")
+
+  def split_file(self, data_dir: str, split: str) -> str:
+    return os.path.join(data_dir, getattr(self, split).file)
+
+  def _format_unlabeled(self, examples):
+    layout = self.train
+    specs = [("text_a", str(layout.text_a))]
+    if layout.text_b is not None:
+      specs.append(("text_b", str(layout.text_b)))
+    return _columns_text(examples, specs, layout.has_header, "tsv")
 
   def _normalize_label(self, label: str) -> str:
     return label
@@ -267,17 +297,34 @@ class EmotionProcessor(DataProcessor):
     return ["0", "1"]
 
   def get_train_examples(self, data_dir: str) -> list[InputExample]:
-    return self._read_labelled(os.path.join(data_dir, "train.csv"), "train")
+    return self._read_labelled(self.split_file(data_dir, "train"), "train")
 
   def get_dev_examples(self, data_dir: str) -> list[InputExample]:
-    return self._read_labelled(os.path.join(data_dir, "dev.csv"), "dev")
+    return self._read_labelled(self.split_file(data_dir, "dev"), "dev")
 
   def get_test_examples(self, data_dir: str) -> list[InputExample]:
-    return self._read_maybe_labelled(os.path.join(data_dir, "test.csv"),
+    return self._read_maybe_labelled(self.split_file(data_dir, "test"),
                                      "test", keep_labels=True)
 
   def read_unlabeled(self, path: str) -> list[InputExample]:
     return self._read_maybe_labelled(path, "unlabeled", keep_labels=False)
+
+  def split_file(self, data_dir: str, split: str) -> str:
+    return os.path.join(data_dir, f"{split}.csv")
+
+  def _format_unlabeled(self, examples):
+    labels = self.get_labels()
+    lines, dropped = [], 0
+    for e in examples:
+      _, sep, tail = e.text_a.rpartition("&")
+      # A text ending in '&<label>' could make the reader take the whole file
+      # as labelled and cut that suffix off every line.
+      if ("\n" in e.text_a or e.text_a.endswith("\r") or
+          (sep and tail.strip() in labels)):
+        dropped += 1
+      else:
+        lines.append(e.text_a + "\n")
+    return "".join(lines), dropped
 
   def _lines(self, path: str) -> Iterator[tuple[int, str]]:
     for i, line in enumerate(_read_lines(path)):
@@ -352,7 +399,20 @@ class GenericProcessor(DataProcessor):
 
   def _path(self, data_dir: str, split: str) -> str:
     self._data_dir = data_dir
+    return self.split_file(data_dir, split)
+
+  def split_file(self, data_dir: str, split: str) -> str:
     return os.path.join(data_dir, f"{split}.{self.fmt}")
+
+  def _format_unlabeled(self, examples):
+    specs = [("text_a", str(self.columns["text"]))]
+    if self.columns["text_b"] is not None:
+      specs.append(("text_b", str(self.columns["text_b"])))
+    if self.fmt == "jsonl":
+      return "".join(
+          json.dumps({col: getattr(e, field) for field, col in specs},
+                     ensure_ascii=False) + "\n" for e in examples), 0
+    return _columns_text(examples, specs, self.has_header, self.fmt)
 
   def get_labels(self) -> list[str]:
     if self._labels is None:
@@ -467,6 +527,44 @@ class GenericProcessor(DataProcessor):
       label = get("label") if has_label else None
       records.append((line_no, get("text"), text_b, label))
     return records
+
+
+def _columns_text(examples: Sequence[InputExample],
+                  specs: list[tuple[str, str]], has_header: bool,
+                  fmt: str) -> tuple[str, int]:
+  """csv/tsv rows with the texts where the readers look for them, and the
+  number of rows left out.
+
+  specs: (field, column) for text_a and text_b; a column is a 0-based index
+  (the text goes there, other cells stay empty) or a header name (a column
+  appended after the indexed ones).
+  """
+  positions, width = {}, 0
+  for field, col in specs:
+    if col.isdigit():
+      positions[field] = int(col)
+      width = max(width, int(col) + 1)
+  for field, col in specs:
+    if field not in positions:
+      positions[field], width = width, width + 1
+  header = [f"column{i}" for i in range(width)]
+  for field, col in specs:
+    if not col.isdigit():
+      header[positions[field]] = col
+  rows = [header] if has_header else []
+  for e in examples:
+    row = [""] * width
+    for field, _ in specs:
+      row[positions[field]] = getattr(e, field)
+    rows.append(row)
+  if fmt == "csv":
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue(), 0
+  # TSV is read without quoting: a tab or line break inside a text would
+  # shift or split its row.
+  ok = [r for r in rows if not any(c in f for f in r for c in "\t\n\r")]
+  return "".join("\t".join(r) + "\n" for r in ok), len(rows) - len(ok)
 
 
 def _as_index(col) -> int | None:

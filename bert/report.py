@@ -35,9 +35,9 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert import data, files, modeling, processors
+from bert import files, modeling, processors
 from bert.errors import UserError, exit_on_error
-from bert.predict import ExportedClassifier
+from bert.export import ExportedClassifier
 
 FLAGS = flags.FLAGS
 
@@ -155,20 +155,8 @@ def split_predictions(model: ExportedClassifier,
   """Predicted label indices [N] through serving_default, in input order."""
   if not examples:
     return np.zeros([0], np.int64)
-  features = data.features_to_tensors(data.convert_examples(
-      [dataclasses.replace(e, label=None) for e in examples], model.label_list,
-      model.max_seq_length, model.tokenizer))
-  lengths = features["input_mask"].sum(1)
-  # Batches of similar lengths, each cut to its longest: far less padding.
-  order = np.argsort(lengths, kind="stable")
-  predictions = np.zeros(len(examples), np.int64)
-  for start in range(0, len(order), batch_size):
-    index = order[start:start + batch_size]
-    length = max(1, int(lengths[index].max()))
-    batch = {k: features[k][index, :length]
-             for k in ("input_ids", "input_mask", "segment_ids")}
-    predictions[index] = model.serve_ids(batch)["logits"].argmax(-1)
-  return predictions
+  return model.predict_logits(model.example_features(examples),
+                              batch_size).argmax(-1)
 
 
 def accuracy(predictions: np.ndarray,

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert import data, export, files, training
+from bert import data, evaluation, export, files
 from bert.errors import UserError
 
 
@@ -26,28 +27,14 @@ def _file_digest(path: str, h) -> None:
 class Teacher:
   """One teacher SavedModel, or an ensemble of them, in inference mode."""
 
-  def __init__(self, paths: list[str]):
+  def __init__(self, paths: Sequence[str]):
     if not paths:
       raise UserError("--teacher_model is required")
-    self.dirs = [export.resolve_export(p) for p in paths]
-    self.infos = [export.read_export_info(d) for d in self.dirs]
-    self._functions = []
-    for d in self.dirs:
-      try:
-        loaded = export.load(d)
-      except Exception as e:  # A broken or foreign directory.
-        raise UserError(f"{d}: cannot load the teacher SavedModel "
-                        f"({e.__class__.__name__}: {str(e)[:200]})") from None
-      signature = loaded.signatures.get("serving_default")
-      if signature is None:
-        raise UserError(f"{d}: the teacher SavedModel has no serving_default "
-                        "signature")
-      if "logits" not in signature.structured_outputs:
-        raise UserError(
-            f"{d}: the teacher's serving_default signature has no 'logits' "
-            f"output (outputs: {sorted(signature.structured_outputs)})")
-      self._functions.append((loaded, signature))
-    self.loaded = [loaded for loaded, _ in self._functions]
+    self.exports = [export.ExportedClassifier(p, ("logits",), role="teacher")
+                    for p in paths]
+    self.dirs = [e.dir for e in self.exports]
+    self.infos = [e.info for e in self.exports]
+    self.loaded = [e.loaded for e in self.exports]
 
   @property
   def size(self) -> int:
@@ -56,10 +43,8 @@ class Teacher:
   def logits(self, input_ids: tf.Tensor, input_mask: tf.Tensor,
              segment_ids: tf.Tensor) -> tf.Tensor:
     """int32 [B, S] features -> [K, B, C] logits, no gradient."""
-    outputs = [fn(input_ids=input_ids, input_mask=input_mask,
-                  segment_ids=segment_ids)["logits"]
-               for _, fn in self._functions]
-    return tf.stop_gradient(tf.stack(outputs))
+    return tf.stop_gradient(tf.stack(
+        [e.logits(input_ids, input_mask, segment_ids) for e in self.exports]))
 
   def intermediate_signature(self):
     """The single teacher's `intermediate` signature (TinyBERT's targets).
@@ -107,12 +92,11 @@ class Teacher:
                        spm_model_file: str | None, max_seq_length: int,
                        do_lower_case: bool) -> None:
     """Stops before training when a teacher cannot teach this student."""
-    for d, info in zip(self.dirs, self.infos):
+    for d, info, teacher in zip(self.dirs, self.infos, self.exports):
       teacher_labels = info.get("label_list")
       if teacher_labels is None:
-        probe = self._functions[self.dirs.index(d)][1](
-            input_ids=tf.constant([[0, 0]]), input_mask=tf.constant([[1, 1]]),
-            segment_ids=tf.constant([[0, 0]]))["logits"]
+        probe = teacher.logits(tf.constant([[0, 0]]), tf.constant([[1, 1]]),
+                               tf.constant([[0, 0]]))
         if probe.shape[-1] != len(label_list):
           raise UserError(f"{d}: the teacher has {probe.shape[-1]} labels, "
                           f"the task has {len(label_list)}")
@@ -148,7 +132,7 @@ class Teacher:
       return tf.transpose(self.logits(features["input_ids"],
                                       features["input_mask"],
                                       features["segment_ids"]), [1, 0, 2])
-    outputs = training.predict_logits(forward, dataset)
+    outputs = evaluation.predict_logits(forward, dataset)
     return outputs.pop("logits").transpose(1, 0, 2), outputs
 
   def cache_path(self, tfrecord_path: str) -> str:

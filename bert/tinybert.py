@@ -79,8 +79,9 @@ FLAG_FRACTION = "--intermediate_fraction"
 # embedding_output [B, S, H], hidden_states [B, L, S, H],
 # attention_scores [B, L, N, S, S] (no gradient).
 TeacherIntermediateFn = Callable[[dict], dict]
-# loss_fn(features, training) -> (scalar loss, {name: scalar metric}).
-LossFn = Callable[[dict, bool], tuple[tf.Tensor, dict]]
+# loss_fn(features, training, step) -> (scalar loss, {name: scalar metric}),
+# as `training.LossFn`.
+LossFn = Callable[[dict, bool, tf.Tensor], tuple[tf.Tensor, dict]]
 
 
 def layer_map(student_layers: int, teacher_layers: int,
@@ -323,14 +324,15 @@ def make_plan(stage: str, losses: Sequence[str], layer_map_spec: str,
   """Pre-flight checks of the student against the teacher -> the Plan.
 
   Args:
-    stage, losses, layer_map_spec, intermediate_fraction: the flags.
+    stage, losses, layer_map_spec, intermediate_fraction: the flags (checked
+      by `validate_flags`).
     student_config: the student's config (a `modeling.BertConfig` for the
       intermediate stages).
     teacher: the teacher's shape (`teacher_shape`); unused for "prediction".
     num_teachers: intermediate losses take one teacher.
     num_train_steps: the run's length.
   """
-  losses = validate_flags(stage, losses, intermediate_fraction)
+  losses = tuple(l for l in LOSSES if l in [n.strip() for n in losses])
   if stage == "prediction":
     return Plan()
   if not isinstance(student_config, modeling.BertConfig):
@@ -369,12 +371,12 @@ def prepare(stage: str, losses: Sequence[str], layer_map_spec: str,
   them).
 
   Args:
-    stage, losses, layer_map_spec, intermediate_fraction: the flags.
+    stage, losses, layer_map_spec, intermediate_fraction: the flags (checked
+      by `validate_flags`).
     model: the student; its `config` is checked against the teacher.
     teacher: a `teacher.Teacher` (its `size` and `intermediate`).
     num_train_steps: the run's length.
   """
-  validate_flags(stage, losses, intermediate_fraction)
   if stage == "prediction":
     return Plan(), None
   if not isinstance(model.config, modeling.BertConfig):
@@ -412,8 +414,8 @@ class StagedLearningRate:
 def make_loss_fn(model: modeling.BertClassifier, plan: Plan,
                  projections: Projections | None,
                  prediction_loss_fn: LossFn | None,
-                 teacher_intermediate_fn: TeacherIntermediateFn | None,
-                 global_step: Callable[[], tf.Tensor]) -> LossFn:
+                 teacher_intermediate_fn: TeacherIntermediateFn | None
+                 ) -> LossFn:
   """The train loss of `plan`'s stage(s) for `training.Trainer`.
 
   Args:
@@ -425,17 +427,17 @@ def make_loss_fn(model: modeling.BertClassifier, plan: Plan,
       (loss, metrics); needed by "prediction" and "both".
     teacher_intermediate_fn: features -> the teacher's `intermediate`
       outputs; needed by "intermediate" and "both".
-    global_step: returns the current step (read inside the compiled step).
 
   Returns:
-    loss_fn(features, training) -> (loss, metrics).  The intermediate stage
+    loss_fn(features, training, step) -> (loss, metrics).  The intermediate stage
     logs `<name>_loss` for each loss; under "both", every metric of either
     stage is logged, 0 in the stage that does not compute it.
   """
   if plan.stage == "prediction":
     return prediction_loss_fn
 
-  def intermediate(features, training):
+  def intermediate(features, training, step=None):
+    del step
     _, outputs = model.forward(features["input_ids"], features["input_mask"],
                                features["segment_ids"], training=training)
     losses = intermediate_loss(outputs, teacher_intermediate_fn(features),
@@ -449,14 +451,14 @@ def make_loss_fn(model: modeling.BertClassifier, plan: Plan,
 
   names = [f"{k}_loss" for k in plan.losses]
 
-  def loss_fn(features, training):
+  def loss_fn(features, training, step):
     # Both branches must return the same structure.  tf.cond traces its
     # true branch first, so the prediction metrics' names are known when the
     # intermediate branch is traced; only the current stage's branch runs.
     prediction_names = []
 
     def prediction():
-      loss, metrics = prediction_loss_fn(features, training)
+      loss, metrics = prediction_loss_fn(features, training, step)
       prediction_names.extend(sorted(metrics))
       return loss, {**{k: tf.constant(0.0) for k in names}, **metrics}
 
@@ -467,9 +469,9 @@ def make_loss_fn(model: modeling.BertClassifier, plan: Plan,
       return loss, {**metrics,
                     **{k: tf.constant(0.0) for k in prediction_names}}
 
-    in_prediction = tf.cast(global_step(), tf.int64) >= plan.split_step
+    in_prediction = tf.cast(step, tf.int64) >= plan.split_step
     if tf.executing_eagerly():  # Outside tf.function (tests): no padding.
-      return (prediction_loss_fn(features, training) if in_prediction
+      return (prediction_loss_fn(features, training, step) if in_prediction
               else intermediate(features, training))
     return tf.cond(in_prediction, prediction, first_stage)
 

@@ -20,9 +20,12 @@ from absl import logging
 from bert import checkpoints, data, modeling, optimization
 from bert.errors import UserError
 
-# loss_fn(features, training) -> (scalar loss averaged over the global batch,
-# {name: scalar metric} to log).
-LossFn = Callable[[dict, bool], tuple[tf.Tensor, dict]]
+# loss_fn(features, training, step) -> (scalar loss averaged over the global
+# batch, {name: scalar metric} to log); `step` is the global step (an int64
+# scalar tensor, 0 at the first step) for schedules.
+LossFn = Callable[[dict, bool, tf.Tensor], tuple[tf.Tensor, dict]]
+# step -> learning rate (e.g. `optimization.LinearWarmupDecay`).
+Schedule = Callable[[tf.Tensor], tf.Tensor]
 
 
 def get_strategy() -> tf.distribute.Strategy:
@@ -54,8 +57,8 @@ class Trainer:
 
   def __init__(self, model: tf.Module, loss_fn: LossFn, *,
                strategy: tf.distribute.Strategy, output_dir: str,
-               num_train_steps: int, learning_rate: float,
-               num_warmup_steps: int, save_checkpoints_steps: int = 1000,
+               num_train_steps: int, learning_rate: Schedule | float,
+               save_checkpoints_steps: int = 1000,
                log_every: int = 50, keep_checkpoints: int = 3,
                trainable_variables: Iterable[tf.Variable] | None = None,
                extra_checkpoint_variables: dict | None = None):
@@ -69,9 +72,7 @@ class Trainer:
     variables = list(trainable_variables or model.trainable_variables)
     self.variables = variables
     with strategy.scope():
-      self.optimizer = optimization.AdamWeightDecay(
-          variables, optimization.LinearWarmupDecay(
-              learning_rate, num_train_steps, num_warmup_steps))
+      self.optimizer = optimization.AdamWeightDecay(variables, learning_rate)
     self.checkpoint_variables = {
         **modeling.variables_by_name(model),
         **(extra_checkpoint_variables or {}),
@@ -103,7 +104,8 @@ class Trainer:
     def replica_step(features):
       features = data.trim_batch(features)
       with tf.GradientTape() as tape:
-        loss, metrics = self.loss_fn(features, True)
+        loss, metrics = self.loss_fn(features, True,
+                                     self.optimizer.global_step.value())
         # The optimiser sums gradients over replicas.
         scaled = loss / self.strategy.num_replicas_in_sync
       grads = tape.gradient(scaled, self.variables)
@@ -177,50 +179,3 @@ class Trainer:
 def _format_seconds(seconds: float) -> str:
   seconds = int(seconds)
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def predict_logits(forward: Callable[[dict], tf.Tensor],
-                   dataset: tf.data.Dataset) -> dict:
-  """Runs `forward(features) -> logits [B, C]` over a finite dataset.
-
-  Returns numpy arrays in the dataset's order: `logits` [N, C] and every
-  int feature of the batches (`label_ids`, `has_label`, `example_index`).
-  """
-  step = tf.function(lambda features: forward(data.trim_batch(features)))
-  outputs: dict[str, list] = {}
-  for features in dataset:
-    outputs.setdefault("logits", []).append(step(features).numpy())
-    for key in ("label_ids", "has_label", "example_index"):
-      if key in features:
-        outputs.setdefault(key, []).append(features[key].numpy())
-  return {k: np.concatenate(v) for k, v in outputs.items()}
-
-
-def classification_metrics(logits: np.ndarray, labels: np.ndarray,
-                           num_labels: int) -> dict[str, float]:
-  """Accuracy and mean cross-entropy; F1 of label 1 and Matthews correlation
-  for binary tasks.  logits [N, C], labels [N]."""
-  logits = logits.astype(np.float64)
-  log_probs = logits - logits.max(-1, keepdims=True)
-  log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
-  predictions = logits.argmax(-1)
-  metrics = {
-      "eval_accuracy": float((predictions == labels).mean()),
-      "eval_loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
-  }
-  if num_labels == 2:
-    tp = float(((predictions == 1) & (labels == 1)).sum())
-    fp = float(((predictions == 1) & (labels == 0)).sum())
-    fn = float(((predictions == 0) & (labels == 1)).sum())
-    tn = float(((predictions == 0) & (labels == 0)).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    metrics["eval_precision"] = precision
-    metrics["eval_recall"] = recall
-    metrics["eval_f1"] = (2 * precision * recall / (precision + recall)
-                          if precision + recall else 0.0)
-    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    metrics["eval_mcc"] = float((tp * tn - fp * fn) / denominator
-                                if denominator else 0.0)
-  return metrics
-

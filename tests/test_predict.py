@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from bert import predict, run_classifier
+from bert import export, predict, run_classifier
 from bert.errors import UserError
 from tests import helpers
 
@@ -44,7 +44,7 @@ def run_cli(args, stdin=None):
 
 
 def test_text_and_ids_paths_agree(exported):
-  model = predict.ExportedClassifier(exported)
+  model = export.ExportedClassifier(exported)
   assert model.dir == os.path.join(exported, "1")
   by_text = model.predict_text(TEXTS)
   by_ids = model.predict_ids(TEXTS)
@@ -68,7 +68,7 @@ def test_cli_file_and_stdin(exported, tmp_path):
   assert from_file == from_stdin
   lines = from_file.split("\n")[:-1]
   assert len(lines) == len(TEXTS)
-  expected = predict.ExportedClassifier(exported).predict_text(TEXTS)
+  expected = export.ExportedClassifier(exported).predict_text(TEXTS)
   for line, text, label, probs in zip(lines, TEXTS, expected["label"],
                                       expected["probabilities"]):
     got_label, got_prob, got_text = line.split("\t", 2)
@@ -119,7 +119,7 @@ def test_read_batches_strips_line_ends_and_bom():
 
 def test_bad_model_path(tmp_path):
   with pytest.raises(UserError, match="not a SavedModel"):
-    predict.ExportedClassifier(str(tmp_path))
+    export.ExportedClassifier(str(tmp_path))
   result = subprocess.run(
       [sys.executable, "-m", "bert.predict", f"--model={tmp_path}"],
       input=b"x\n", capture_output=True, env=ENV, cwd=ROOT)

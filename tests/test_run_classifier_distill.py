@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert import data, export, modeling, processors, run_classifier
+from bert import data, export, modeling, objective, processors
+from bert import run_classifier, run_config
 from bert import run_classifier_distill as distill
 from bert import teacher as teacher_lib
 from bert import tokenization
@@ -21,6 +22,11 @@ from tests import helpers
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEQ = 16
 LABELS = ["0", "1"]
+
+
+def distill_config(**settings) -> run_config.DistillConfig:
+  """The distillation settings of a run (the rest at the defaults)."""
+  return run_config.DistillConfig.from_values(settings)
 
 
 def read_variables(checkpoint: str) -> dict:
@@ -166,10 +172,9 @@ def test_no_gradient_reaches_the_teacher(env):
   teacher = teacher_lib.Teacher([env["teacher"]])
   config = modeling.BertConfig.from_json_file(env["student_config"])
   student = modeling.BertClassifier(config, 2)
-  loss_fn = distill.make_loss_fn(
-      student, distill.online_teacher_logits(teacher),
-      distill.DistillOptions(temperature=3.0, alpha=0.7), 10,
-      lambda: tf.constant(0, tf.int64))
+  loss_fn = objective.make_loss_fn(
+      student, objective.online_teacher_logits(teacher),
+      distill_config(temperature=3.0, alpha=0.7), 10)
   f = features(env, train_texts(env)[:8])
   f["label_ids"] = np.array([0, 1] * 4, np.int32)
   f["has_label"] = np.ones(8, np.int32)
@@ -178,7 +183,8 @@ def test_no_gradient_reaches_the_teacher(env):
   before = [v.numpy() for v in teacher_variables]
   with tf.GradientTape(persistent=True) as tape:
     tape.watch(teacher_variables)  # Even when watched explicitly.
-    loss, _ = loss_fn({k: tf.constant(v) for k, v in f.items()}, True)
+    loss, _ = loss_fn({k: tf.constant(v) for k, v in f.items()}, True,
+                      tf.constant(0, tf.int64))
   assert all(g is None for g in tape.gradient(loss, teacher_variables))
   student_grads = tape.gradient(loss, student.trainable_variables)
   assert all(g is not None for g in student_grads)
@@ -228,11 +234,11 @@ def test_cached_teacher_logits(env, tmp_path, caplog):
                                       seed=3)))
   assert batch["example_index"].numpy().tolist() != list(range(8))
   losses = []
-  for logits_fn in (distill.online_teacher_logits(teacher),
-                    distill.cached_teacher_logits(table)):
-    loss_fn = distill.make_loss_fn(student, logits_fn, distill.DistillOptions(),
-                                   10, lambda: tf.constant(0, tf.int64))
-    losses.append(float(loss_fn(data.trim_batch(batch), False)[0]))
+  for logits_fn in (objective.online_teacher_logits(teacher),
+                    objective.cached_teacher_logits(table)):
+    loss_fn = objective.make_loss_fn(student, logits_fn, distill_config(), 10)
+    losses.append(float(loss_fn(data.trim_batch(batch), False,
+                                tf.constant(0, tf.int64))[0]))
   np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
 
 
@@ -275,11 +281,15 @@ def test_temperature_default_does_not_leak_into_run_classifier():
   from absl.testing import flagsaver
   with flagsaver.flagsaver():
     flags.FLAGS(["prog"])
-    assert flags.FLAGS.temperature == 1.0
-    assert (distill.DistillOptions.from_flags().temperature ==
-            distill.DEFAULT_TEMPERATURE == 10.0)
+    values = flags.FLAGS.flag_values_dict()
+    assert run_config.RunConfig.from_values(values).temperature == 1.0
+    assert run_config.DistillConfig.from_values(values).temperature == 10.0
     flags.FLAGS(["prog", "--temperature=1"])
-    assert distill.DistillOptions.from_flags().temperature == 1.0
+    values = flags.FLAGS.flag_values_dict()
+    assert run_config.DistillConfig.from_values(values).temperature == 1.0
+    flags.FLAGS(["prog", "--temperature=3"])
+    values = flags.FLAGS.flag_values_dict()
+    assert run_config.RunConfig.from_values(values).temperature == 3.0
 
 
 def test_schedules_follow_the_global_step(env):
@@ -292,17 +302,14 @@ def test_schedules_follow_the_global_step(env):
   f["label_ids"] = np.array([0, 1] * 4, np.int32)
   f["has_label"] = np.ones(8, np.int32)
   f = {k: tf.constant(v) for k, v in f.items()}
-  step = tf.Variable(0, dtype=tf.int64)
-  options = distill.DistillOptions(temperature=3.0, alpha_schedule="anneal",
-                                   temperature_schedule="linear")
-  loss_fn = distill.make_loss_fn(
-      student, distill.online_teacher_logits(teacher), options, 10,
-      lambda: step)
-  loss, metrics = loss_fn(f, False)
+  options = distill_config(temperature=3.0, alpha_schedule="anneal",
+                           temperature_schedule="linear")
+  loss_fn = objective.make_loss_fn(
+      student, objective.online_teacher_logits(teacher), options, 10)
+  loss, metrics = loss_fn(f, False, tf.constant(0, tf.int64))
   np.testing.assert_allclose(float(loss), 9.0 * float(metrics["soft_loss"]),
                              rtol=1e-5)
-  step.assign(10)
-  loss, metrics = loss_fn(f, False)
+  loss, metrics = loss_fn(f, False, tf.constant(10, tf.int64))
   np.testing.assert_allclose(float(loss), float(metrics["hard_loss"]),
                              rtol=1e-5)
 
@@ -312,7 +319,7 @@ def test_init_from_teacher_layers(env, tmp_path):
   teacher = teacher_lib.Teacher([env["teacher"]])
   config = modeling.BertConfig.from_json_file(env["student_config"])
   student = modeling.BertClassifier(config, 2)
-  distill.init_from_teacher(student, teacher, [1])
+  objective.init_from_teacher(student, teacher, [1])
   copied = modeling.variables_by_name(student)
   assert len(copied) == len(teacher_ckpt_names(teacher_ckpt, layers=1))
   for name, variable in copied.items():
@@ -321,14 +328,14 @@ def test_init_from_teacher_layers(env, tmp_path):
                                   err_msg=name)
   with pytest.raises(UserError, match="lists 2 layers but the student has "
                      "num_hidden_layers=1"):
-    distill.init_from_teacher(student, teacher, [0, 1])
+    objective.init_from_teacher(student, teacher, [0, 1])
   with pytest.raises(UserError, match="layer 2 is out of range, the teacher "
                      "has 2 layers"):
-    distill.init_from_teacher(student, teacher, [2])
+    objective.init_from_teacher(student, teacher, [2])
   wide = modeling.BertClassifier(modeling.BertConfig.from_dict(
       {**helpers.TINY_CONFIG, "hidden_size": 16, "num_hidden_layers": 1}), 2)
   with pytest.raises(UserError, match="must have the teacher's hidden"):
-    distill.init_from_teacher(wide, teacher, [0])
+    objective.init_from_teacher(wide, teacher, [0])
 
   # Through the script: with a zero learning rate the trained student is the
   # teacher's layer 0, embeddings, pooler and head.

@@ -264,7 +264,8 @@ def test_both_switches_loss_by_global_step_inside_tf_function():
   plan = tinybert.make_plan("both", list(tinybert.LOSSES), "uniform", 0.5,
                             student.config, TEACHER, 1, 10)
 
-  def prediction_loss_fn(features, training):
+  def prediction_loss_fn(features, training, step):
+    del step
     logits = student(features["input_ids"], features["input_mask"],
                      features["segment_ids"], training)
     loss = tf.reduce_mean(tf.square(logits))
@@ -272,14 +273,13 @@ def test_both_switches_loss_by_global_step_inside_tf_function():
 
   step = tf.Variable(0, dtype=tf.int64)
   loss_fn = tinybert.make_loss_fn(student, plan, projections,
-                                  prediction_loss_fn, intermediate_fn,
-                                  lambda: step)
+                                  prediction_loss_fn, intermediate_fn)
   variables = student.trainable_variables + projections.trainable_variables
 
   @tf.function
   def run(features):
     with tf.GradientTape() as tape:
-      loss, metrics = loss_fn(features, False)
+      loss, metrics = loss_fn(features, False, step.value())
     grads = tape.gradient(loss, variables)
     norms = [tf.constant(-1.0) if g is None
              else tf.norm(tf.convert_to_tensor(g)) for g in grads]
@@ -326,14 +326,14 @@ def test_intermediate_stage_trains_towards_the_teacher():
       "intermediate", list(tinybert.LOSSES), "uniform", 0.5, student.config,
       tinybert.TeacherShape(2, 4, 32), 1, 10)
   loss_fn = tinybert.make_loss_fn(student, plan, projections, None,
-                                  intermediate_fn, lambda: 0)
+                                  intermediate_fn)
   f = batch(1)
   optimizer_vars = student.trainable_variables
 
   @tf.function
   def step():
     with tf.GradientTape() as tape:
-      loss, _ = loss_fn(f, False)
+      loss, _ = loss_fn(f, False, tf.constant(0, tf.int64))
     grads = tape.gradient(loss, optimizer_vars)
     for v, g in zip(optimizer_vars, grads):
       if g is not None:

@@ -31,20 +31,20 @@ def make_trainer(model, loss_fn, tmp_path, steps):
   return training.Trainer(
       model, loss_fn, strategy=tf.distribute.get_strategy(),
       output_dir=str(tmp_path / "out"), num_train_steps=steps,
-      learning_rate=1e-3, num_warmup_steps=0, log_every=4,
+      learning_rate=1e-3, log_every=4,
       save_checkpoints_steps=4)
 
 
 def classifier_loss(model, bad_steps=()):
   """Cross-entropy, NaN at the (1-based) steps in `bad_steps`."""
-  step = tf.Variable(0)
-  def loss_fn(f, is_training):
-    step.assign_add(1)
+  def loss_fn(f, is_training, step):
+    step = step + 1  # The Trainer passes the global step before the update.
     logits = model(f["input_ids"], f["input_mask"], f["segment_ids"],
                    training=is_training)
     loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
         f["label_ids"], logits))
-    bad = tf.reduce_any(tf.equal(step, list(bad_steps) or [-1]))
+    bad = tf.reduce_any(tf.equal(step, tf.constant(list(bad_steps) or [-1],
+                                                   tf.int64)))
     # A factor, not tf.where: its gradients would be NaN on every step.
     return loss * tf.where(bad, np.nan, 1.0), {}
   return loss_fn
@@ -73,3 +73,22 @@ def test_training_stops_when_every_step_is_bad(tmp_path):
     trainer.train(features(), 8)
   for v in model.trainable_variables:
     assert np.all(np.isfinite(v.numpy())), v.name
+
+
+def test_loss_gets_the_global_step_and_the_schedule_sets_the_rate(tmp_path):
+  model = tiny_classifier(tmp_path)
+  seen = tf.Variable(tf.zeros([6], tf.int64))
+
+  def loss_fn(f, is_training, step):
+    seen.scatter_nd_update([[step]], [step + 100])
+    return classifier_loss(model)(f, is_training, step)
+
+  trainer = training.Trainer(
+      model, loss_fn, strategy=tf.distribute.get_strategy(),
+      output_dir=str(tmp_path / "out"), num_train_steps=6,
+      learning_rate=lambda step: 1e-3 * tf.cast(step + 1, tf.float32),
+      log_every=2, save_checkpoints_steps=6)
+  metrics = trainer.train(features(), 8)
+  np.testing.assert_array_equal(seen.numpy(), np.arange(6) + 100)
+  # The last step (global step 5 before its update) ran at 6e-3.
+  assert metrics["learning_rate"] == pytest.approx(6e-3)
