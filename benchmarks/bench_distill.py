@@ -26,7 +26,6 @@ it into the work dir (reused by later runs).  Reads ../shared/data/waimai
 (or --data_dir); exits cleanly when it is absent.
 """
 
-import dataclasses
 import json
 import os
 import random
@@ -45,8 +44,8 @@ import runs  # benchmarks/runs.py, beside this file.
 # The script's flags (--data_dir, --teacher_model, --train_batch_size,
 # --learning_rate, --max_seq_length, --seed, --temperature, --alpha, ...) are
 # the benchmark's.
-from bert import modeling
-from bert import run_classifier_distill as distill
+from bert import modeling, objective, run_config
+from bert import run_classifier_distill  # pylint: disable=unused-import
 
 FLAGS = flags.FLAGS
 FLAGS.set_default("data_dir", os.path.join(ROOT, "..", "shared", "data",
@@ -136,7 +135,11 @@ def prepare() -> dict:
   setup = {"teacher": teacher, "student_config": student_config,
            "features": features, "num_examples": len(examples),
            "num_labels": len(label_list),
-           "options": dataclasses.asdict(distill.DistillOptions.from_flags()),
+           "options": {k: v for k, v in run_config.DistillConfig.from_values(
+               FLAGS.flag_values_dict()).to_dict().items() if k in (
+                   "temperature", "alpha", "distill_objective",
+                   "alpha_schedule", "temperature_schedule",
+                   "ensemble_mean")},
            "batch_size": FLAGS.train_batch_size,
            "learning_rate": FLAGS.learning_rate,
            **{k: getattr(FLAGS, k) for k in (
@@ -172,36 +175,35 @@ def build_mode(mode: str, s: dict, teacher, info: dict):
     model = modeling.BertClassifier(
         modeling.BertConfig.from_json_file(s["student_config"]),
         s["num_labels"])
-  options = distill.DistillOptions(**s["options"])
+  options = run_config.DistillConfig.from_values(s["options"])
   total = s["warmup_steps"] + s["steps"]
-  trainer = None
-  global_step = lambda: trainer.optimizer.global_step
   if mode == "plain":
-    def loss_fn(features, is_training):
+    def loss_fn(features, is_training, step):
+      del step
       logits = model(features["input_ids"], features["input_mask"],
                      features["segment_ids"], training=is_training)
       return tf.reduce_mean(classifier.cross_entropy(
           logits, features["label_ids"])), {}
   elif mode == "online":
-    loss_fn = distill.make_loss_fn(model, distill.online_teacher_logits(
-        teacher), options, total, global_step)
+    loss_fn = objective.make_loss_fn(model, objective.online_teacher_logits(
+        teacher), options, total)
   elif mode == "cached":
     info["cache_reused"] = os.path.exists(teacher.cache_path(s["features"]))
     start = time.perf_counter()
     table = teacher.cached_logits(s["features"], seq)
     info["cache_seconds"] = time.perf_counter() - start
-    loss_fn = distill.make_loss_fn(model, distill.cached_teacher_logits(
-        table), options, total, global_step)
+    loss_fn = objective.make_loss_fn(model, objective.cached_teacher_logits(
+        table), options, total)
   elif mode == "seed":
-    loss_fn = distill.make_loss_fn(
-        model, lambda f: f["teacher_logits"], options, total, global_step)
+    loss_fn = objective.make_loss_fn(
+        model, lambda f: f["teacher_logits"], options, total)
   else:
     raise ValueError(mode)
   trainer = training.Trainer(
       model, loss_fn, strategy=strategy,
       output_dir=os.path.join(FLAGS.work_dir, "runs", mode),
       num_train_steps=total, learning_rate=s["learning_rate"],
-      num_warmup_steps=0, save_checkpoints_steps=10**9, log_every=10**9)
+      save_checkpoints_steps=10**9, log_every=10**9)
   # The Trainer's own compiled step, driven here rather than by
   # Trainer.train so that the timed window excludes tracing, logging and
   # checkpoints, and the modes can take turns.

@@ -352,7 +352,14 @@ def settle(cls: type[C], values: Mapping[str, Any],
     merged = {**given.to_dict(), **recorded,
               **{k: values[k] for k in explicit if k in values}}
     config = cls.from_values(merged)
-  config.validate()
+  try:
+    config.validate()
+  except UserError as e:
+    if record is None and not config.do_train and config.output_dir:
+      raise UserError(
+          f"{e} (no run record {record_path(config.output_dir)}: give the "
+          "settings the model was trained with)") from None
+    raise
   config = _absolute(config)
   if record is not None and config.do_train:
     _check_resume(config, record)
@@ -389,6 +396,7 @@ def write_record(config: RunConfig, extra: dict | None = None) -> str:
   (see `settle`), with the time of the change as "updated".
   """
   path = record_path(config.output_dir)
+  os.makedirs(config.output_dir, exist_ok=True)
   old = read_record(config.output_dir)
   if old is not None and old["config"] == config.to_dict():
     return path

@@ -5,9 +5,8 @@
 #
 #   bash scripts/export_teacher.sh [extra run_classifier.py flags]
 #
-# The variables must describe the model as it was trained (same defaults as
-# scripts/train_teacher_model.sh): the vocab, config, task and max_seq_length
-# go into the export.
+# The settings come from the run's record, OUTPUT_DIR/run_config.json,
+# written when the teacher was trained.
 set -euo pipefail
 # Relative paths are the caller's; the defaults live in the project.
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -16,12 +15,7 @@ source "$ROOT/scripts/setup_env.sh"
 source "$ROOT/scripts/teacher_settings.sh"
 
 python "$ROOT"/bert/run_classifier.py \
-  --task_name="$TASK_NAME" \
   --do_export \
-  --data_dir="$DATA_DIR" \
-  --vocab_file="$VOCAB_FILE" \
-  --bert_config_file="$BERT_CONFIG_FILE" \
-  --max_seq_length="$MAX_SEQ_LENGTH" \
   --output_dir="$OUTPUT_DIR" \
   --export_dir="$EXPORT_DIR" \
   "$@"

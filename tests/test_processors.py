@@ -350,3 +350,39 @@ def test_utf8_bom_dropped(tmp_path):
   write(tmp_path, "train.csv", "\ufeff好&1\n")
   assert texts(processors.get_processor("emotion").get_train_examples(
       tmp_path)) == [("好", None, "1")]
+
+
+@pytest.mark.parametrize("task, options", [
+    ("emotion", {}), ("mrpc", {}), ("sst-2", {}), ("xnli", {}),
+    ("csv", {"text_column": "review", "text_b_column": "2"}),
+    ("tsv", {"text_column": "0", "label_column": "1", "has_header": False}),
+    ("jsonl", {"text_column": "t", "text_b_column": "u"}),
+])
+def test_format_unlabeled_is_read_back(tmp_path, task, options):
+  processor = processors.get_processor(task, **options, **(
+      {"labels": "0,1"} if task in ("csv", "tsv", "jsonl") else {}))
+  pair = task in ("mrpc", "xnli", "csv", "jsonl")
+  texts = ["好 吃", "a, \"quoted\" one", "ends with &1", "tab\there", "  "]
+  examples = [InputExample(str(i), t, "second" if pair else None, "1")
+              for i, t in enumerate(texts)]
+  content, dropped = processor.format_unlabeled(examples)
+  path = tmp_path / "transfer"
+  path.write_text(content, encoding="utf-8")
+  back = processor.read_unlabeled(str(path))
+  assert len(back) == len(examples) - dropped
+  assert all(e.label is None for e in back)
+  kept = {(e.text_a, e.text_b) for e in examples}
+  assert {(e.text_a, e.text_b) for e in back} <= kept
+  # The blank text always, and what the format cannot hold: '&<label>' at
+  # the end of an emotion line, a tab in a TSV cell.
+  expected_drops = {"emotion": 2, "csv": 1, "jsonl": 1}.get(task, 2)
+  assert dropped == expected_drops
+
+
+def test_split_file(tmp_path):
+  assert processors.get_processor("emotion").split_file("d", "test") == (
+      os.path.join("d", "test.csv"))
+  assert processors.get_processor("mnli").split_file("d", "dev") == (
+      os.path.join("d", "dev_matched.tsv"))
+  assert processors.get_processor("jsonl").split_file("d", "train") == (
+      os.path.join("d", "train.jsonl"))

@@ -2,6 +2,7 @@
 fine-tuned and exported once for the module (2 layers, hidden 32)."""
 
 import glob
+import json
 import logging
 import os
 import subprocess
@@ -402,3 +403,64 @@ def test_script_exits_with_one_line_error(env, tmp_path):
   last = result.stderr.strip().splitlines()[-1]
   assert last == "error: --alpha must be in [0, 1]; got 2.0"
   assert "Traceback" not in result.stderr
+
+
+def test_export_needs_only_the_run_record(env, tmp_path, caplog):
+  """A finished run exports, and evaluates, with --output_dir alone: the
+  record supplies the settings and the teacher is not loaded (here it is
+  gone)."""
+  caplog.set_level(logging.INFO, logger="absl")
+  teacher_copy = tmp_path / "teacher"
+  subprocess.run(["cp", "-r", env["teacher"], str(teacher_copy)], check=True)
+  out = tmp_path / "out"
+  run(env, out, do_train=True, teacher_model=str(teacher_copy))
+  record = json.loads((out / "run_config.json").read_text())
+  assert record["script"] == "run_classifier_distill.py"
+  assert record["teacher"]["dirs"] == [str(teacher_copy)]
+  assert record["config"]["temperature"] == 2.0
+  subprocess.run(["rm", "-r", str(teacher_copy)], check=True)
+  caplog.clear()
+  helpers.run_main(distill.main, output_dir=str(out), do_export=True,
+                   do_eval=True, export_dir=str(tmp_path / "export"))
+  exported = str(tmp_path / "export" / "1")
+  info = export.read_export_info(exported)
+  assert info["teacher"] == [str(teacher_copy)]
+  assert info["max_seq_length"] == SEQ and info["distill_objective"] == "soft_ce"
+  assert "No eval_teacher_agreement" in caplog.text
+  results = read_results(out / "eval_results.txt")
+  assert "eval_accuracy" in results and "eval_teacher_agreement" not in results
+  test_csv = os.path.join(env["files"]["data_dir"], "test.csv")
+  texts = [line.rsplit("&", 1)[0] for line in open(test_csv, encoding="utf-8")]
+  assert serve(exported, features(env, texts))["probabilities"].shape == (
+      len(texts), 2)
+
+
+def test_resume_with_other_settings_stops_before_training(env, tmp_path):
+  out = tmp_path / "out"
+  run(env, out, do_train=True)
+  step = tf.train.latest_checkpoint(str(out))
+  with pytest.raises(UserError, match=r"--alpha: recorded 0.5, now 0.9"):
+    run(env, out, do_train=True, alpha=0.9)
+  assert tf.train.latest_checkpoint(str(out)) == step
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"eval_batch_size": 0, "do_eval": True}, "--eval_batch_size must be >= 1"),
+    ({"do_export": True}, "--do_export needs --export_dir"),
+    ({"do_predict": True, "data_dir": "no_test"},
+     "test.csv: file not found (the test split, needed by --do_predict)"),
+])
+def test_late_problems_are_found_before_training(env, tmp_path, flags,
+                                                 message):
+  if flags.get("data_dir") == "no_test":
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for name in ("train.csv", "dev.csv"):
+      (data_dir / name).write_text(
+          open(os.path.join(env["files"]["data_dir"], name)).read())
+    flags["data_dir"] = str(data_dir)
+  out = tmp_path / "out"
+  with pytest.raises(UserError) as error:
+    run(env, out, do_train=True, **flags)
+  assert message in str(error.value) and "\n" not in str(error.value)
+  assert tf.train.latest_checkpoint(str(out)) is None

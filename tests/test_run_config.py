@@ -1,0 +1,186 @@
+"""Tests for bert/run_config.py: config objects, their validation and the
+run's record (no TensorFlow model here: plain values in, config out)."""
+
+import json
+import logging
+import os
+
+import pytest
+
+from bert import run_config
+from bert.errors import UserError
+from bert.run_config import DistillConfig, RunConfig
+
+
+def base(tmp_path, **values):
+  """Values of a run that validates: training with every path given."""
+  return {"task_name": "emotion", "data_dir": str(tmp_path / "data"),
+          "bert_config_file": str(tmp_path / "bert_config.json"),
+          "vocab_file": str(tmp_path / "vocab.txt"),
+          "output_dir": str(tmp_path / "out"), "do_train": True, **values}
+
+
+def test_from_values_defaults_and_conversions():
+  config = RunConfig.from_values({"labels": ["a", "b"], "temperature": None,
+                                  "not_a_setting": 3, "max_seq_length": 64})
+  assert config.labels == ("a", "b")
+  assert config.temperature == 1.0  # None: the field's default.
+  assert config.max_seq_length == 64
+  distill = DistillConfig.from_values({"teacher_model": "a, b,",
+                                       "init_from_teacher_layers": ["0", "2"]})
+  assert distill.teacher_model == ("a", "b")
+  assert distill.init_from_teacher_layers == (0, 2)
+  assert distill.temperature == 10.0
+  assert distill.distill_objective == "soft_ce"
+  assert DistillConfig.from_values(
+      {"student_type": "bilstm"}).distill_objective == "logits_mse"
+  assert DistillConfig.from_values(
+      {"student_type": "bilstm", "distill_objective": "kl"}
+  ).distill_objective == "kl"
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"do_train": False}, "at least one of --do_train"),
+    ({"task_name": None}, "--task_name is required"),
+    ({"data_dir": None}, "--data_dir is required"),
+    ({"bert_config_file": None}, "--bert_config_file is required"),
+    ({"vocab_file": None}, "--vocab_file (or --spm_model_file) is required"),
+    ({"train_batch_size": 0}, "--train_batch_size must be >= 1, got 0"),
+    ({"train_batch_size": -4}, "--train_batch_size must be >= 1, got -4"),
+    ({"do_eval": True, "eval_batch_size": 0},
+     "--eval_batch_size must be >= 1, got 0"),
+    ({"do_predict": True, "predict_batch_size": 0},
+     "--predict_batch_size must be >= 1"),
+    ({"learning_rate": -5e-4}, "--learning_rate must be a finite number >= 0"),
+    ({"learning_rate": float("nan")}, "--learning_rate must be a finite"),
+    ({"num_train_epochs": 0.0}, "--num_train_epochs must be a finite number"),
+    ({"warmup_proportion": 1.5}, "--warmup_proportion must be in [0, 1]"),
+    ({"max_seq_length": 1}, "--max_seq_length must be >= 2"),
+    ({"save_checkpoints_steps": 0}, "--save_checkpoints_steps must be >= 1"),
+    ({"group_by_length": -1}, "--group_by_length must be >= 0"),
+    ({"temperature": 0.0}, "--temperature must be a finite number > 0"),
+    ({"do_export": True}, "--do_export needs --export_dir"),
+    ({"bert_hub_module_handle": "hub", "do_export_encoder": True},
+     "--do_export/--do_export_encoder with --bert_hub_module_handle"),
+])
+def test_run_config_rejects(tmp_path, values, message):
+  with pytest.raises(UserError) as e:
+    RunConfig.from_values(base(tmp_path, **values)).validate()
+  assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({}, "--teacher_model is required for --do_train"),
+    ({"teacher_model": "t", "do_distill": True}, "--do_distill is "
+     "run_classifier.py's"),
+    ({"teacher_model": "t", "alpha": 1.5}, "--alpha must be in [0, 1]"),
+    ({"teacher_model": "t", "temperature": float("inf")},
+     "--temperature must be a finite number > 0"),
+    ({"teacher_model": "t", "intermediate_losses": ["hidden"]},
+     "--intermediate_losses=hidden needs --stage=intermediate"),
+    ({"teacher_model": "t", "stage": "both", "intermediate_losses": ["hidden"],
+      "intermediate_fraction": 1.0}, "--intermediate_fraction must be in"),
+    ({"teacher_model": "t", "student_type": "bilstm",
+      "init_from_teacher_layers": ["0"]},
+     "--init_from_teacher_layers needs --student_type=bert"),
+    ({"teacher_model": "t", "init_from_teacher_layers": ["-1"]},
+     "--init_from_teacher_layers: layer numbers start at 0"),
+    ({"teacher_model": "t", "train_on_transfer_only": True},
+     "--train_on_transfer_only needs --transfer_file"),
+    ({"teacher_model": "t", "teacher_eval_sample": -1},
+     "--teacher_eval_sample must be >= 0"),
+])
+def test_distill_config_rejects(tmp_path, values, message):
+  with pytest.raises(UserError) as e:
+    DistillConfig.from_values(base(tmp_path, **values)).validate()
+  assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bad_layer_list_is_one_line():
+  with pytest.raises(UserError, match="--init_from_teacher_layers must be "
+                     "comma-separated layer numbers, got '0,x'"):
+    DistillConfig.from_values({"init_from_teacher_layers": ["0", "x"]})
+
+
+def test_transfer_only_runs_need_no_data_dir(tmp_path):
+  DistillConfig.from_values(base(
+      tmp_path, data_dir=None, teacher_model="t", transfer_file="corpus.txt",
+      train_on_transfer_only=True)).validate()
+
+
+def test_record_fills_what_the_command_line_leaves_out(tmp_path,
+                                                       monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  values = base(tmp_path, vocab_file="vocab.txt", teacher_model="export/t",
+                learning_rate=3e-4, max_seq_length=64, labels=["0", "1"])
+  trained, record = run_config.settle(DistillConfig, values, values)
+  assert record is None
+  # Relative paths are recorded as absolute ones.
+  assert trained.vocab_file == str(tmp_path / "vocab.txt")
+  assert trained.teacher_model == (str(tmp_path / "export" / "t"),)
+  path = run_config.write_record(trained, {"teacher": {"dirs": ["x/1"]}})
+  with open(path) as f:
+    written = json.load(f)
+  assert written["script"] == "run_classifier_distill.py"
+  assert written["config"]["learning_rate"] == 3e-4
+  assert written["teacher"] == {"dirs": ["x/1"]}
+  assert {"python", "tensorflow", "numpy"} <= set(written["versions"])
+  assert not [n for n in os.listdir(tmp_path / "out") if n != "run_config.json"]
+
+  # Export later from elsewhere: only the output and export dirs given.
+  monkeypatch.chdir(tmp_path / "out")
+  later = {"output_dir": str(tmp_path / "out"), "do_export": True,
+           "export_dir": "exp", "eval_batch_size": 8}
+  config, record = run_config.settle(DistillConfig, later,
+                                     {"output_dir", "do_export", "export_dir"})
+  assert record["config"]["learning_rate"] == 3e-4
+  assert not config.do_train and config.do_export
+  assert config.export_dir == str(tmp_path / "out" / "exp")
+  assert config.teacher_model == trained.teacher_model
+  assert (config.vocab_file, config.max_seq_length, config.labels) == (
+      trained.vocab_file, 64, ("0", "1"))
+
+
+def test_resume_with_other_settings_names_them(tmp_path, caplog):
+  values = base(tmp_path, learning_rate=3e-4)
+  config, _ = run_config.settle(RunConfig, values, values)
+  run_config.write_record(config)
+  # The same command again resumes.
+  run_config.settle(RunConfig, values, values)
+  # A flag left out comes from the record: no difference.
+  fewer = {k: v for k, v in values.items() if k != "learning_rate"}
+  assert run_config.settle(RunConfig, fewer, fewer)[0].learning_rate == 3e-4
+  changed = {**values, "learning_rate": 1e-4, "seed": 7}
+  with pytest.raises(UserError) as e:
+    run_config.settle(RunConfig, changed, changed)
+  message = str(e.value)
+  assert "run_config.json: this --output_dir holds a run with other " in message
+  assert "--learning_rate: recorded 0.0003, now 0.0001" in message
+  assert "--seed: recorded 12345, now 7" in message
+  # Training longer is allowed, with a warning.
+  caplog.set_level(logging.WARNING, logger="absl")
+  longer = {**values, "num_train_epochs": 6.0}
+  config, _ = run_config.settle(RunConfig, longer, longer)
+  assert "--num_train_epochs: recorded 3.0, now 6.0" in caplog.text
+  run_config.write_record(config)
+  assert run_config.read_record(config.output_dir)["config"][
+      "num_train_epochs"] == 6.0
+  # Another script's run is not resumed.
+  with pytest.raises(UserError, match="holds a run of run_classifier.py, not "
+                     "run_classifier_distill.py"):
+    run_config.settle(DistillConfig, {**values, "teacher_model": "t"},
+                      values)
+
+
+def test_without_record_the_error_says_so(tmp_path):
+  later = {"output_dir": str(tmp_path), "do_export": True, "export_dir": "e"}
+  with pytest.raises(UserError, match=r"--task_name is required \(no run "
+                     r"record .*run_config.json: give the settings"):
+    run_config.settle(RunConfig, later, later)
+
+
+def test_unreadable_record_is_one_line(tmp_path):
+  (tmp_path / "run_config.json").write_text("{not json")
+  with pytest.raises(UserError, match="run_config.json: not a readable run "
+                     "record"):
+    run_config.read_record(str(tmp_path))
