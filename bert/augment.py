@@ -537,7 +537,7 @@ def augment_file(processor: processors.DataProcessor, data_dir: str,
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   """Defines the flags; names shared with run_classifier.py mean the same.
 
-  Called when run as a script, not on import: classifier.define_flags()
+  Called when run as a script, not on import: run_classifier.define_flags()
   defines nothing once --task_name exists.  allow_override lets the shared
   names coexist with the other scripts' definitions.
   """

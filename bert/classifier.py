@@ -225,6 +225,22 @@ def export_model(config: RunConfig, model: tf.Module, task: Task,
       extra_info={"task_name": config.task_name, **(extra_info or {})})
 
 
+def write_outputs(config: RunConfig, model: tf.Module, task: Task,
+                  global_step: int, extra_metrics=None,
+                  export_info: dict | None = None) -> None:
+  """What --do_eval, --do_predict and --do_export ask of a trained model
+  (`extra_metrics` and `export_info` as for `evaluate` and
+  `export_model`)."""
+  forward = make_forward(model)
+  if config.do_eval:
+    evaluate(config, forward, task, global_step, extra_metrics)
+  if config.do_predict:
+    predict(config, forward, task)
+  if config.do_export:
+    export_model(config, model, task,
+                 {"global_step": global_step, **(export_info or {})})
+
+
 def make_output_dir(config: RunConfig) -> str:
   tf.io.gfile.makedirs(config.output_dir)
   return config.output_dir

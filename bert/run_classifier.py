@@ -172,14 +172,8 @@ def main(argv):
   else:
     global_step = classifier.load_trained(config, model)
 
-  forward = classifier.make_forward(model)
-  if config.do_eval:
-    classifier.evaluate(config, forward, task, global_step)
-  if config.do_predict:
-    classifier.predict(config, forward, task)
-  if config.do_export:
-    classifier.export_model(config, model, task, {"global_step": global_step,
-                                                  "temperature": temperature})
+  classifier.write_outputs(config, model, task, global_step,
+                           export_info={"temperature": temperature})
   if config.do_export_encoder:
     hub_encoder.export_encoder(
         model.bert, config.export_dir or os.path.join(output_dir, "hub_encoder"),

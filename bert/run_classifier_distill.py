@@ -127,19 +127,12 @@ def main(argv):
   else:
     global_step = classifier.load_trained(config, model)
 
-  forward = classifier.make_forward(model)
-  if config.do_eval:
-    classifier.evaluate(config, forward, task, global_step,
-                        objective.teacher_agreement(config, task, teacher))
-  if config.do_predict:
-    classifier.predict(config, forward, task)
-  if config.do_export:
-    classifier.export_model(config, model, task, {
-        "global_step": global_step,
-        "teacher": objective.teacher_record(config, teacher)["dirs"],
-        "distill_objective": config.distill_objective,
-        "student_type": config.student_type, "stage": config.stage})
-
+  agreement = (objective.teacher_agreement(config, task, teacher)
+               if config.do_eval else None)
+  classifier.write_outputs(config, model, task, global_step, agreement, {
+      "teacher": objective.teacher_record(config, teacher)["dirs"],
+      "distill_objective": config.distill_objective,
+      "student_type": config.student_type, "stage": config.stage})
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["output_dir"])
