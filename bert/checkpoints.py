@@ -23,6 +23,11 @@ from bert.errors import UserError
 _TRAINING_STATE = re.compile(r"(/adam_[mv]$|^global_step$|^cls/)")
 
 
+def is_training_state(name: str) -> bool:
+  """Optimiser slots, global_step and the pre-training heads (`cls/...`)."""
+  return bool(_TRAINING_STATE.search(name))
+
+
 def resolve_checkpoint(path: str) -> str:
   """A checkpoint prefix (`.../model.ckpt-100`) or a directory holding a
   `checkpoint` file -> the prefix to read."""
@@ -120,6 +125,32 @@ def read_global_step(checkpoint: str) -> int:
   return 0
 
 
+def _name_based_saver(var_list: dict[str, tf.Variable],
+                      max_to_keep: int = 1) -> tf.compat.v1.train.Saver:
+  """The TF1 Saver, used on purpose: it writes Google's name-based layout.
+  Its eager-mode deprecation warning would only confuse users."""
+  logger = tf.get_logger()
+  level = logger.level
+  logger.setLevel("ERROR")
+  try:
+    return tf.compat.v1.train.Saver(var_list=var_list, max_to_keep=max_to_keep,
+                                    save_relative_paths=True)
+  finally:
+    logger.setLevel(level)
+
+
+def write_checkpoint(arrays: dict, prefix: str) -> str:
+  """Writes {Google name: numpy array} as the checkpoint `prefix` (e.g.
+  `dir/bert_model.ckpt`: `.index` and `.data-*` files) in Google's layout,
+  values unchanged; returns the prefix."""
+  with tf.device("/cpu:0"):
+    var_list = {name: tf.Variable(value, name=name.replace("/", "_"))
+                for name, value in arrays.items()}
+  _name_based_saver(var_list).save(None, prefix, write_meta_graph=False,
+                                   write_state=False)
+  return prefix
+
+
 class CheckpointWriter:
   """Writes `<dir>/model.ckpt-<step>` in Google's layout, keeping the last few.
 
@@ -134,16 +165,7 @@ class CheckpointWriter:
     tf.io.gfile.makedirs(output_dir)
     # A MirroredVariable's copies are equal; the Saver takes the first.
     var_list = {n: getattr(v, "values", (v,))[0] for n, v in variables.items()}
-    # The TF1 Saver is used on purpose (it writes Google's name-based layout);
-    # its eager-mode deprecation warning would only confuse users.
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("ERROR")
-    try:
-      self._saver = tf.compat.v1.train.Saver(
-          var_list=var_list, max_to_keep=max_to_keep, save_relative_paths=True)
-    finally:
-      logger.setLevel(level)
+    self._saver = _name_based_saver(var_list, max_to_keep)
     state = tf.train.get_checkpoint_state(output_dir)
     if state is not None:
       # Continue rotating the checkpoints of an interrupted run.
