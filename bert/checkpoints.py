@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 
 import tensorflow as tf
 from absl import logging
@@ -68,6 +69,34 @@ class LoadReport:
     return "\n".join(lines)
 
 
+# What reading a damaged checkpoint raises (a truncated data shard gives an
+# IndexError "Read less bytes than requested").
+_DAMAGE = (tf.errors.OpError, ValueError, IndexError, OSError, RuntimeError)
+
+
+def candidates(path: str) -> list[str]:
+  """The checkpoints to try for `path`: a prefix -> [it]; a directory -> its
+  checkpoints, newest first (a damaged newest one falls back to the next)."""
+  if not tf.io.gfile.isdir(path):
+    return [resolve_checkpoint(path)]
+  newest = resolve_checkpoint(path)
+  state = tf.train.get_checkpoint_state(path)
+  older = [p if os.path.isabs(p) else os.path.join(path, p)
+           for p in reversed(state.all_model_checkpoint_paths)] if state else []
+  return [newest] + [p for p in older if p != newest and
+                     tf.io.gfile.exists(p + ".index")]
+
+
+def _fallback(damaged: str, error: Exception, others: list[str]) -> None:
+  """Warns that `damaged` is unreadable, or raises when nothing is left."""
+  reason = str(error).splitlines()[0][:200] if str(error) else (
+      error.__class__.__name__)
+  if not others:
+    raise UserError(f"{damaged}: unreadable checkpoint ({reason})") from None
+  logging.warning("%s is damaged (%s); falling back to %s", damaged, reason,
+                  others[0])
+
+
 def load_by_name(variables: dict[str, tf.Variable], checkpoint: str, *,
                  name_map: dict[str, str] | None = None,
                  strict: bool = False) -> LoadReport:
@@ -75,54 +104,74 @@ def load_by_name(variables: dict[str, tf.Variable], checkpoint: str, *,
 
   Args:
     variables: Google name -> variable (see `modeling.variables_by_name`).
-    checkpoint: a checkpoint prefix or a directory.
+    checkpoint: a checkpoint prefix or a directory (its newest intact
+      checkpoint: a damaged one is skipped with a warning).
     name_map: optional model name -> checkpoint name overrides (e.g. student
       layer_1 <- teacher layer_2).
     strict: every model variable must be found (prediction, export).
 
+  Returns:
+    A LoadReport; its `checkpoint` is the prefix actually read.
+
   Raises:
-    UserError: on a shape mismatch (naming the variable and both shapes), or a
-      missing variable when `strict`.
+    UserError: on a shape mismatch (naming the variable and both shapes), a
+      missing variable when `strict`, or when no checkpoint is readable.
   """
-  path = resolve_checkpoint(checkpoint)
-  try:
-    reader = tf.train.load_checkpoint(path)
-  except (tf.errors.OpError, ValueError) as e:
-    raise UserError(f"{path}: unreadable checkpoint ({e.__class__.__name__})"
-                    ) from None
-  shapes = reader.get_variable_to_shape_map()
+  paths = candidates(checkpoint)
   name_map = name_map or {}
-  loaded, missing, used = [], [], set()
-  for name, variable in sorted(variables.items()):
-    source = name_map.get(name, name)
-    if source not in shapes:
-      missing.append(name)
+  for i, path in enumerate(paths):
+    try:
+      reader = tf.train.load_checkpoint(path)
+      shapes = reader.get_variable_to_shape_map()
+    except _DAMAGE as e:
+      _fallback(path, e, paths[i + 1:])
       continue
-    want = variable.shape.as_list()
-    if list(shapes[source]) != want:
-      raise UserError(
-          f"{path}: variable {source} has shape {list(shapes[source])} in the "
-          f"checkpoint but the model needs {want} for {name} (does "
-          "bert_config.json / the label list match this checkpoint?)")
-    variable.assign(reader.get_tensor(source))
-    loaded.append(name)
-    used.add(source)
-  if strict and missing:
-    raise UserError(f"{path}: checkpoint lacks {len(missing)} variable(s) the "
-                    f"model needs: {', '.join(missing[:5])}"
-                    f"{' ...' if len(missing) > 5 else ''}")
-  unused = sorted(n for n in shapes if n not in used)
-  report = LoadReport(path, loaded, missing, unused)
-  logging.info("%s", report.summary())
-  return report
+    loaded, missing, used = [], [], set()
+    for name, variable in sorted(variables.items()):
+      source = name_map.get(name, name)
+      if source not in shapes:
+        missing.append(name)
+        continue
+      want = variable.shape.as_list()
+      if list(shapes[source]) != want:
+        raise UserError(
+            f"{path}: variable {source} has shape {list(shapes[source])} in "
+            f"the checkpoint but the model needs {want} for {name} (does "
+            "bert_config.json / the label list match this checkpoint?)")
+      loaded.append(name)
+      used.add(source)
+    if strict and missing:
+      raise UserError(f"{path}: checkpoint lacks {len(missing)} variable(s) "
+                      f"the model needs: {', '.join(missing[:5])}"
+                      f"{' ...' if len(missing) > 5 else ''}")
+    try:  # Every tensor is read before any variable changes.
+      values = {name: reader.get_tensor(name_map.get(name, name))
+                for name in loaded}
+    except _DAMAGE as e:
+      _fallback(path, e, paths[i + 1:])
+      continue
+    for name, value in values.items():
+      variables[name].assign(value)
+    unused = sorted(n for n in shapes if n not in used)
+    report = LoadReport(path, loaded, missing, unused)
+    logging.info("%s", report.summary())
+    return report
+  raise AssertionError("unreachable")  # _fallback raises on the last one.
 
 
 def read_global_step(checkpoint: str) -> int:
-  """The `global_step` stored in a checkpoint, 0 when it has none."""
-  reader = tf.train.load_checkpoint(resolve_checkpoint(checkpoint))
-  if reader.has_tensor("global_step"):
-    return int(reader.get_tensor("global_step"))
-  return 0
+  """The `global_step` stored in a checkpoint (a directory: its newest
+  readable one), 0 when it has none."""
+  paths = candidates(checkpoint)
+  for i, path in enumerate(paths):
+    try:
+      reader = tf.train.load_checkpoint(path)
+      if reader.has_tensor("global_step"):
+        return int(reader.get_tensor("global_step"))
+      return 0
+    except _DAMAGE as e:
+      _fallback(path, e, paths[i + 1:])
+  raise AssertionError("unreachable")
 
 
 def _name_based_saver(var_list: dict[str, tf.Variable],
@@ -151,6 +200,36 @@ def write_checkpoint(arrays: dict, prefix: str) -> str:
   return prefix
 
 
+def remove_orphans(output_dir: str) -> list[str]:
+  """Removes what a checkpoint save killed half-way leaves in `output_dir`:
+  temporary files (`*.tempstate*`, `*_temp`) and the files of checkpoints
+  newer than the last one the `checkpoint` index lists.  Call only while no
+  other run writes there (the run lock).  Returns the removed paths."""
+  state = tf.train.get_checkpoint_state(output_dir)
+  listed = ({os.path.basename(p) for p in state.all_model_checkpoint_paths}
+            if state else set())
+  steps = [int(m.group(1)) for m in map(re.compile(r"model\.ckpt-(\d+)$")
+                                        .match, listed) if m]
+  newest = max(steps, default=-1)
+  removed = []
+  for name in os.listdir(output_dir):
+    path = os.path.join(output_dir, name)
+    match = re.match(r"model\.ckpt-(\d+)[._]", name)
+    orphan = (".tempstate" in name or name.endswith("_temp") or
+              (match and newest >= 0 and int(match.group(1)) > newest and
+               name.split(".data-")[0].split(".index")[0] not in listed))
+    if orphan:
+      if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        os.remove(path)
+      removed.append(path)
+  if removed:
+    logging.warning("Removed %d file(s) of checkpoints that were never "
+                    "completed: %s", len(removed), ", ".join(sorted(removed)))
+  return removed
+
+
 class CheckpointWriter:
   """Writes `<dir>/model.ckpt-<step>` in Google's layout, keeping the last few.
 
@@ -166,6 +245,7 @@ class CheckpointWriter:
     # A MirroredVariable's copies are equal; the Saver takes the first.
     var_list = {n: getattr(v, "values", (v,))[0] for n, v in variables.items()}
     self._saver = _name_based_saver(var_list, max_to_keep)
+    remove_orphans(output_dir)
     state = tf.train.get_checkpoint_state(output_dir)
     if state is not None:
       # Continue rotating the checkpoints of an interrupted run.

@@ -165,8 +165,8 @@ def load_trained(config: RunConfig, model: tf.Module) -> int:
                     "--init_checkpoint: train first (--do_train) or pass a "
                     "fine-tuned checkpoint")
   variables = modeling.variables_by_name(model)
-  checkpoints.load_by_name(variables, source, strict=True)
-  return checkpoints.read_global_step(source)
+  report = checkpoints.load_by_name(variables, source, strict=True)
+  return checkpoints.read_global_step(report.checkpoint)
 
 
 def evaluate(config: RunConfig, forward, task: Task, global_step: int,
@@ -239,11 +239,6 @@ def write_outputs(config: RunConfig, model: tf.Module, task: Task,
   if config.do_export:
     export_model(config, model, task,
                  {"global_step": global_step, **(export_info or {})})
-
-
-def make_output_dir(config: RunConfig) -> str:
-  tf.io.gfile.makedirs(config.output_dir)
-  return config.output_dir
 
 
 def make_forward(model: tf.Module):

@@ -147,8 +147,11 @@ def cache_features(examples: Sequence[InputExample], label_list: Sequence[str],
   key = features_key(examples, label_list, max_seq_length, tokenizer)
   path = os.path.join(output_dir, f"{split_name}-{key}.tf_record")
   if os.path.exists(path):
-    logging.info("%s: reusing cached features", path)
-    return path
+    if _cache_is_whole(path):
+      logging.info("%s: reusing cached features", path)
+      return path
+    logging.warning("%s: damaged or incomplete (its size is not the one "
+                    "recorded in %s.json); converting again", path, path)
   os.makedirs(output_dir, exist_ok=True)
   features = convert_examples(examples, label_list, max_seq_length, tokenizer)
 
@@ -169,14 +172,27 @@ def cache_features(examples: Sequence[InputExample], label_list: Sequence[str],
     with open(tmp, "w", encoding="utf-8") as f:
       json.dump({"num_examples": len(features),
                  "max_seq_length": max_seq_length,
-                 "label_list": list(label_list)}, f, ensure_ascii=False,
+                 "label_list": list(label_list),
+                 "bytes": os.path.getsize(path)}, f, ensure_ascii=False,
                 indent=2)
 
-  # The sidecar first: an existing record file then always has one.
-  files.write_atomically(path + ".json", write_sidecar)
+  # The records first: the sidecar records their size, which a later run
+  # checks before reusing them (a record file without a sidecar, from a
+  # crash in between, is converted again).
   files.write_atomically(path, write_records)
+  files.write_atomically(path + ".json", write_sidecar)
   logging.info("%s: wrote %d examples", path, len(features))
   return path
+
+
+def _cache_is_whole(tfrecord_path: str) -> bool:
+  try:
+    info = read_cache_info(tfrecord_path)
+  except (UserError, ValueError):
+    return False
+  # Caches written before sizes were recorded are taken as they are.
+  return info.get("bytes", os.path.getsize(tfrecord_path)) == os.path.getsize(
+      tfrecord_path)
 
 
 def read_cache_info(tfrecord_path: str) -> dict:

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert import data, evaluation, modeling, processors, tokenization
+from bert import data, evaluation, files, modeling, processors, tokenization
 from bert.errors import UserError
 
 EXPORT_INFO = "export_info.json"
@@ -71,8 +71,53 @@ class ClassifierExport(tf.Module):
 
   @tf.function(input_signature=_ids_signature())
   def serve(self, input_ids, input_mask, segment_ids):
+    # Every input waits for the checks: a bad one never reaches the model.
+    with tf.control_dependencies(self._input_checks(input_ids, input_mask,
+                                                    segment_ids)):
+      input_ids, input_mask, segment_ids = (
+          tf.identity(input_ids), tf.identity(input_mask),
+          tf.identity(segment_ids))
     logits = self.model(input_ids, input_mask, segment_ids, training=False)
     return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+
+  def _input_checks(self, input_ids, input_mask, segment_ids) -> list:
+    """In-graph checks of a request, each naming the input and what is
+    allowed (TF Serving returns the message to the client as
+    INVALID_ARGUMENT)."""
+    config = self.model.config
+    checks = [
+        tf.debugging.assert_equal(
+            tf.shape(input_mask), tf.shape(input_ids),
+            message="input_mask must have the shape of input_ids [batch, seq]"),
+        tf.debugging.assert_equal(
+            tf.shape(segment_ids), tf.shape(input_ids),
+            message="segment_ids must have the shape of input_ids "
+            "[batch, seq]"),
+        tf.debugging.assert_non_negative(
+            input_ids, message=f"input_ids must be in [0, {config.vocab_size})"),
+        tf.debugging.assert_less(
+            input_ids, tf.constant(config.vocab_size, tf.int32),
+            message=f"input_ids must be in [0, {config.vocab_size}) (the "
+            "vocabulary size)"),
+        tf.debugging.assert_non_negative(
+            input_mask, message="input_mask must be 0 or 1"),
+        tf.debugging.assert_less_equal(
+            input_mask, 1, message="input_mask must be 0 or 1"),
+        tf.debugging.assert_non_negative(
+            segment_ids, message="segment_ids must be >= 0")]
+    max_positions = getattr(config, "max_position_embeddings", None)
+    if max_positions:
+      checks.append(tf.debugging.assert_less_equal(
+          tf.shape(input_ids)[1], max_positions,
+          message=f"input_ids may have at most {max_positions} positions "
+          "(max_position_embeddings)"))
+    type_vocab = getattr(config, "type_vocab_size", None)
+    if type_vocab:
+      checks.append(tf.debugging.assert_less(
+          segment_ids, tf.constant(type_vocab, tf.int32),
+          message=f"segment_ids must be in [0, {type_vocab}) "
+          "(type_vocab_size)"))
+    return checks
 
   def _intermediate(self, input_ids, input_mask, segment_ids):
     logits, out = self.model.forward(input_ids, input_mask, segment_ids,
@@ -107,13 +152,41 @@ def next_version(export_dir: str) -> int:
   return max(versions, default=0) + 1
 
 
+def remove_leftovers(export_dir: str) -> None:
+  """Removes `.tmp-<pid>-*` directories of exports whose process died
+  (killed mid-save): they may hold a whole model."""
+  for name in os.listdir(export_dir):
+    match = re.fullmatch(r"\.tmp-(\d+)-.*", name)
+    path = os.path.join(export_dir, name)
+    if match and os.path.isdir(path) and not files.process_alive(
+        int(match.group(1))):
+      shutil.rmtree(path, ignore_errors=True)
+      logging.warning("Removed %s, left by an export that did not finish",
+                      path)
+
+
 def save_versioned(module: tf.Module, export_dir: str, signatures: dict,
                    ) -> str:
-  """Saves to `<export_dir>/.tmp-*` and renames it to the next version."""
-  os.makedirs(export_dir, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".tmp-", dir=export_dir)
+  """Saves to `<export_dir>/.tmp-<pid>-*` and renames it to the next
+  version, readable as the umask allows (TF Serving may run as another
+  user)."""
   try:
-    tf.saved_model.save(module, tmp, signatures=signatures)
+    os.makedirs(export_dir, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"--export_dir={export_dir}: cannot create it "
+                    f"({e.strerror})") from None
+  if not os.access(export_dir, os.W_OK):
+    raise UserError(f"--export_dir={export_dir}: not writable")
+  remove_leftovers(export_dir)
+  tmp = tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=export_dir)
+  try:
+    os.chmod(tmp, 0o777 & ~files.umask())  # mkdtemp makes it 0700.
+    try:
+      tf.saved_model.save(module, tmp, signatures=signatures)
+    except (OSError, tf.errors.OpError) as e:  # A full disk, a quota.
+      reason = getattr(e, "strerror", None) or str(e).splitlines()[0][:200]
+      raise UserError(f"--export_dir={export_dir}: cannot write the export "
+                      f"({reason}); nothing was exported") from None
     while True:
       final = os.path.join(export_dir, str(next_version(export_dir)))
       try:

@@ -250,8 +250,13 @@ def load_model(config: modeling.BertConfig,
   return model
 
 
-def _check_output_file(output_file: str) -> None:
-  """Fails before any work when the output cannot be written there."""
+def _check_output_file(output_file: str, input_file: str) -> None:
+  """Fails before any work when the output cannot be written there, or
+  would replace the input."""
+  if os.path.exists(input_file) and os.path.exists(output_file) and (
+      os.path.samefile(input_file, output_file)):
+    raise UserError(f"--output_file={output_file} is --input_file: the "
+                    "features would replace the input text")
   directory = os.path.dirname(output_file) or "."
   if os.path.isdir(output_file):
     raise UserError(f"--output_file={output_file}: is a directory")
@@ -277,6 +282,7 @@ def main(argv: Sequence[str]) -> None:
   del argv  # Everything comes from flags.
   logging.set_verbosity(logging.INFO)
   _check_flags()
+  _check_output_file(FLAGS.output_file, FLAGS.input_file)
   tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case,
                                                 FLAGS.init_checkpoint)
   config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
@@ -296,7 +302,6 @@ def main(argv: Sequence[str]) -> None:
   examples = read_examples(FLAGS.input_file)
   features = [convert_example(e, seq_length, tokenizer) for e in examples]
 
-  _check_output_file(FLAGS.output_file)
   extractor = LayerExtractor(load_model(config, FLAGS.init_checkpoint),
                              layer_indexes, FLAGS.batch_size, seq_length)
 

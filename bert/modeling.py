@@ -36,6 +36,17 @@ class BertConfig:
   initializer_range: float = 0.02
 
   def __post_init__(self):
+    for name in ("vocab_size", "hidden_size", "num_hidden_layers",
+                 "num_attention_heads", "intermediate_size",
+                 "max_position_embeddings", "type_vocab_size"):
+      if getattr(self, name) < 1:
+        raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+      if not 0.0 <= getattr(self, name) < 1.0:
+        raise UserError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+    if not self.initializer_range > 0:
+      raise UserError(f"initializer_range must be > 0, got "
+                      f"{self.initializer_range}")
     if self.hidden_size % self.num_attention_heads:
       raise UserError(
           f"hidden_size {self.hidden_size} is not a multiple of "
@@ -51,7 +62,7 @@ class BertConfig:
     missing = [n for n in names if n not in values]
     if missing:
       raise UserError(f"{source}: missing key(s) {', '.join(missing)}")
-    casts = {"int": int, "float": float, "str": str}
+    casts = {"int": _whole_number, "float": float, "str": str}
     kwargs = {}
     for f in dataclasses.fields(cls):
       try:
@@ -59,7 +70,10 @@ class BertConfig:
       except (TypeError, ValueError):
         raise UserError(f"{source}: {f.name} should be {f.type}, got "
                         f"{values[f.name]!r}") from None
-    return cls(**kwargs)
+    try:
+      return cls(**kwargs)
+    except UserError as e:
+      raise UserError(f"{source}: {e}") from None
 
   @classmethod
   def from_json_file(cls, path: str) -> "BertConfig":
@@ -70,6 +84,15 @@ class BertConfig:
 
   def to_json_string(self) -> str:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def _whole_number(value) -> int:
+  """int(value) for whole numbers only: 32.9 or "x" or true is an error, not
+  32."""
+  if isinstance(value, bool) or (isinstance(value, float) and
+                                 not value.is_integer()):
+    raise ValueError(value)
+  return int(value)
 
 
 def sized_config(vocab_size: int, num_layers: int,
@@ -89,6 +112,9 @@ def read_json_config(path: str) -> dict[str, Any]:
       values = json.loads(f.read())
   except tf.errors.NotFoundError:
     raise UserError(f"{path}: config file not found") from None
+  except (tf.errors.OpError, IsADirectoryError, PermissionError) as e:
+    reason = getattr(e, "message", None) or e.__class__.__name__
+    raise UserError(f"{path}: cannot read the config ({reason})") from None
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise UserError(f"{path}: not a JSON config ({e})") from None
   if not isinstance(values, dict):

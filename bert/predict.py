@@ -87,10 +87,15 @@ def main(argv: Sequence[str]) -> None:
   else:
     stream = open(FLAGS.input_file, "rb")
   with stream:
-    for batch in read_batches(stream, FLAGS.batch_size):
-      sys.stdout.write(format_lines(batch, predict(batch),
-                                    FLAGS.all_probabilities))
-      sys.stdout.flush()
+    try:
+      for batch in read_batches(stream, FLAGS.batch_size):
+        sys.stdout.write(format_lines(batch, predict(batch),
+                                      FLAGS.all_probabilities))
+        sys.stdout.flush()
+    except BrokenPipeError:
+      # The reader has gone (`| head`): stop quietly, as Unix filters do.
+      # Python would report the failed flush of stdout at exit otherwise.
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -347,12 +347,27 @@ class EmotionProcessor(DataProcessor):
                            keep_labels: bool) -> list[InputExample]:
     lines = list(self._lines(path))
     labels = self.get_labels()
-    labelled = True
-    for _, line in lines:
+
+    def has_label(line: str) -> bool:
       _, sep, label = line.rpartition("&")
-      if not sep or label.strip() not in labels:
-        labelled = False
-        break
+      return bool(sep) and label.strip() in labels
+
+    marked = [has_label(line) for _, line in lines]
+    labelled = bool(lines) and all(marked)
+    if any(marked) and not labelled:
+      # Mixed: mostly labelled means a label is missing (the whole file would
+      # otherwise be read as text, labels and all); mostly not means texts
+      # that happen to end in '&<label>'.
+      if 2 * sum(marked) > len(marked):
+        line_no = lines[marked.index(False)][0]
+        raise UserError(
+            f"{path}:{line_no}: no '&<label>' ending ({', '.join(labels)}), "
+            f"but {sum(marked)} of the {len(marked)} lines have one; label "
+            "every line, or none")
+      logging.warning(
+          "%s:%d: ends with '&<label>' but most lines do not: the file is "
+          "read as unlabelled text, that ending included", path,
+          lines[marked.index(True)][0])
     examples = []
     for line_no, line in lines:
       text, label = line, None

@@ -24,7 +24,8 @@ if not __package__:  # run as `python bert/run_classifier.py`
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert import classifier, hub_encoder, modeling, run_config, training
+from bert import classifier, files, hub_encoder, modeling, run_config
+from bert import training
 from bert.errors import exit_on_error
 
 FLAGS = flags.FLAGS
@@ -119,7 +120,13 @@ define_flags()
 def main(argv):
   del argv
   config, _ = settle_flags(run_config.RunConfig)
-  output_dir = classifier.make_output_dir(config)
+  with files.run_lock(config.output_dir):
+    run(config)
+
+
+def run(config: run_config.RunConfig) -> None:
+  """Train, evaluate, predict and export as `config` says."""
+  output_dir = config.output_dir
   training.set_seed(config.seed)
   strategy = training.get_strategy()
   if config.bert_hub_module_handle:

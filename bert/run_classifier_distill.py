@@ -33,7 +33,8 @@ if not __package__:  # run as `python bert/run_classifier_distill.py`
 
 from absl import app, flags
 
-from bert import bilstm, classifier, distillation, modeling, objective
+from bert import bilstm, classifier, distillation, files, modeling
+from bert import objective
 from bert import run_classifier, run_config, tinybert, training
 from bert.errors import exit_on_error
 
@@ -87,7 +88,13 @@ flags.DEFINE_bool("train_on_transfer_only", False, "Train on --transfer_file "
 def main(argv):
   del argv
   config, _ = run_classifier.settle_flags(run_config.DistillConfig)
-  output_dir = classifier.make_output_dir(config)
+  with files.run_lock(config.output_dir):
+    run(config)
+
+
+def run(config: run_config.DistillConfig) -> None:
+  """Distil, evaluate, predict and export as `config` says."""
+  output_dir = config.output_dir
   training.set_seed(config.seed)
   strategy = training.get_strategy()
   # A BiLSTM brings its own sizes, as a Hub encoder does.

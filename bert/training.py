@@ -94,10 +94,10 @@ class Trainer:
     """Resumes from the latest checkpoint in `output_dir`, if there is one."""
     if tf.train.latest_checkpoint(self.output_dir) is None:
       return False
-    checkpoints.load_by_name(self.checkpoint_variables, self.output_dir,
-                             strict=True)
-    logging.info("Resuming from %s at step %d",
-                 tf.train.latest_checkpoint(self.output_dir), self.global_step)
+    report = checkpoints.load_by_name(self.checkpoint_variables,
+                                      self.output_dir, strict=True)
+    logging.info("Resuming from %s at step %d", report.checkpoint,
+                 self.global_step)
     return True
 
   def _train_step_fn(self):

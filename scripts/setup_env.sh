@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv (if missing) and installs requirements*.txt into it.
+# Creates .venv (if missing) and installs requirements.txt and
+# requirements-dev.txt into it (requirements-bench.txt is optional).
 # Sourced by the other scripts: afterwards `python` is the venv's python.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

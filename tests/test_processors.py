@@ -386,3 +386,23 @@ def test_split_file(tmp_path):
       os.path.join("d", "dev_matched.tsv"))
   assert processors.get_processor("jsonl").split_file("d", "train") == (
       os.path.join("d", "train.jsonl"))
+
+
+def test_emotion_line_without_label_in_a_labelled_file(tmp_path):
+  (tmp_path / "test.csv").write_text("good&1\nbad&0\nno label here\nok&1\n",
+                                     encoding="utf-8")
+  with pytest.raises(UserError, match=r"test.csv:3: no '&<label>' ending "
+                     r"\(0, 1\), but 3 of the 4 lines have one"):
+    processors.get_processor("emotion").get_test_examples(str(tmp_path))
+
+
+def test_emotion_text_ending_like_a_label_warns(tmp_path, caplog):
+  import logging
+  caplog.set_level(logging.WARNING, logger="absl")
+  (tmp_path / "test.csv").write_text("first\nsecond\nAT&1\n",
+                                     encoding="utf-8")
+  examples = processors.get_processor("emotion").get_test_examples(
+      str(tmp_path))
+  assert [e.text_a for e in examples] == ["first", "second", "AT&1"]
+  assert all(e.label is None for e in examples)
+  assert "test.csv:3: ends with '&<label>' but most lines do not" in caplog.text
