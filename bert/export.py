@@ -10,7 +10,8 @@ A classifier is exported to `<export_dir>/<version>/` with the signatures
       (when a `TextFeaturizer` is given: tokenisation inside the graph)
 and `vocab.txt`, `bert_config.json` (`model_config.json` for other models,
 e.g. a BiLSTM student) and `export_info.json` (labels, sequence length,
-lower-casing) as assets.  The version is written under a temporary
+lower-casing) as assets, and `assets.extra/tf_serving_warmup_requests` (TF
+Serving's warm-up requests).  The version is written under a temporary
 name and renamed, so TF Serving never sees half a model.
 
 `ExportedClassifier` is the one way back in: resolve a version, read its
@@ -21,6 +22,7 @@ in batches (teachers, `predict.py` and `report.py` all use it).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -166,10 +168,11 @@ def remove_leftovers(export_dir: str) -> None:
 
 
 def save_versioned(module: tf.Module, export_dir: str, signatures: dict,
-                   ) -> str:
+                   write_extra=None) -> str:
   """Saves to `<export_dir>/.tmp-<pid>-*` and renames it to the next
   version, readable as the umask allows (TF Serving may run as another
-  user)."""
+  user).  `write_extra(tmp_dir)` adds files (e.g. assets.extra/) before the
+  rename."""
   try:
     os.makedirs(export_dir, exist_ok=True)
   except OSError as e:
@@ -187,6 +190,8 @@ def save_versioned(module: tf.Module, export_dir: str, signatures: dict,
       reason = getattr(e, "strerror", None) or str(e).splitlines()[0][:200]
       raise UserError(f"--export_dir={export_dir}: cannot write the export "
                       f"({reason}); nothing was exported") from None
+    if write_extra is not None:
+      write_extra(tmp)
     while True:
       final = os.path.join(export_dir, str(next_version(export_dir)))
       try:
@@ -236,7 +241,59 @@ def export_classifier(model: tf.Module, export_dir: str, *,
         assets[key] = os.path.join(tmp, name)
         shutil.copyfile(source, assets[key])
     module = ClassifierExport(model, assets, list(label_list), text_featurizer)
-    return save_versioned(module, export_dir, module.signatures())
+    warmup = functools.partial(
+        write_warmup_requests, model_name=os.path.basename(
+            os.path.normpath(export_dir)),
+        max_seq_length=max_seq_length, with_text=text_featurizer is not None)
+    return save_versioned(module, export_dir, module.signatures(), warmup)
+
+
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+# Warm-up texts for predict_text: one short, one long, Chinese and English.
+_WARMUP_TEXTS = ("好吃", "The food arrived quickly and was still hot. " * 8)
+
+
+def warmup_logs(model_name: str, max_seq_length: int,
+                with_text: bool) -> list:
+  """PredictionLog records that TF Serving replays at load time
+  (--enable_model_warmup): serving_default at batch 1 (short and full
+  length) and batch 8, and predict_text when the export has it."""
+  from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+  def log(signature: str, inputs: dict):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    for name, value in inputs.items():
+      request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+    return prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request))
+
+  logs = []
+  for batch, length in ((1, min(8, max_seq_length)), (1, max_seq_length),
+                        (8, max_seq_length)):
+    # Id 1 exists in every vocabulary; the mask is all ones.
+    ids = np.ones([batch, length], np.int32)
+    logs.append(log("serving_default", {
+        "input_ids": ids, "input_mask": ids,
+        "segment_ids": np.zeros_like(ids)}))
+  if with_text:
+    for text in _WARMUP_TEXTS:
+      logs.append(log("predict_text",
+                      {"text": np.array([text.encode("utf-8")], object)}))
+  return logs
+
+
+def write_warmup_requests(saved_model_dir: str, model_name: str,
+                          max_seq_length: int, with_text: bool) -> str:
+  """Writes `assets.extra/tf_serving_warmup_requests` (a TFRecord of
+  PredictionLog records) into a SavedModel directory; returns its path."""
+  path = os.path.join(saved_model_dir, WARMUP_FILE)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with tf.io.TFRecordWriter(path) as writer:
+    for log in warmup_logs(model_name, max_seq_length, with_text):
+      writer.write(log.SerializeToString())
+  return path
 
 
 def resolve_export(path: str) -> str:

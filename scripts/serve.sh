@@ -1,66 +1,129 @@
 #!/usr/bin/env bash
-# Serves an exported model over TF Serving's REST API (port 8501) and gRPC
-# (port 8500):
+# Serves exported models side by side with TF Serving: REST on port 8501,
+# gRPC on 8500, server-side batching, warm-up at load time.
 #
-#   bash scripts/serve.sh                        # export/student as "student"
-#   EXPORT_DIR=export/teacher MODEL_NAME=teacher bash scripts/serve.sh
+#   bash scripts/serve.sh                    # teacher, student_plain, student
+#   MODELS="student:export/student" bash scripts/serve.sh
+#   SERVE_DRY_RUN=1 bash scripts/serve.sh    # write the configs, print commands
 #
-# Uses tensorflow_model_server when it is on PATH; otherwise prints the docker
-# command that serves the same directory, and the saved_model_cli commands
-# that run both signatures here, then exits with status 1.
-# TF Serving loads the highest integer version under EXPORT_DIR and picks up
-# new versions as they appear (exports are renamed into place when complete).
+# MODELS is a space-separated list of name:export_base_path (default: those of
+# export/teacher, export/student_plain and export/student that exist).  The
+# script writes, under SERVING_DIR (default output/serving):
+#   models.config          model_config_list for tensorflow_model_server
+#   models.docker.config   the same with the paths inside the Docker container
+#   batching_parameters.txt  --batching_parameters_file (BatchingParameters)
+# then runs tensorflow_model_server when it is on PATH, or prints the exact
+# tensorflow_model_server and docker commands and exits with status 1.
+# Each export carries assets.extra/tf_serving_warmup_requests, which
+# --enable_model_warmup replays when a version loads, so the first client
+# request does not pay for graph initialisation.  TF Serving loads the
+# highest integer version of each base path and picks up new versions as
+# they appear (exports are renamed into place when complete).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
-EXPORT_DIR="${EXPORT_DIR:-$ROOT/export/student}"
-MODEL_NAME="${MODEL_NAME:-student}"
+SERVING_DIR="${SERVING_DIR:-$ROOT/output/serving}"
 REST_PORT="${REST_PORT:-8501}"
 GRPC_PORT="${GRPC_PORT:-8500}"
 # Serving 2.17-2.19 embed tensorflow-text 2.12.1, whose ops cover the
 # predict_text graph (NormalizeUTF8, WordpieceTokenizeWithOffsets); 2.20.0
 # works too.  See bert/text_graph.py (SERVING_TEXT_OPS).
 SERVING_IMAGE="${SERVING_IMAGE:-tensorflow/serving:2.19.0}"
+# Server-side batching: requests that arrive within BATCH_TIMEOUT_MICROS are
+# run as one batch of at most MAX_BATCH_SIZE, padded to the longest
+# sequence (pad_variable_length_inputs: our inputs are [batch, seq] with a
+# seq that varies per request).
+MAX_BATCH_SIZE="${MAX_BATCH_SIZE:-32}"
+BATCH_TIMEOUT_MICROS="${BATCH_TIMEOUT_MICROS:-2000}"
+NUM_BATCH_THREADS="${NUM_BATCH_THREADS:-$(nproc)}"
 
-if [ ! -d "$EXPORT_DIR" ]; then
-  echo "error: $EXPORT_DIR does not exist: run scripts/quickstart.sh or an export script first" >&2
+if [ -z "${MODELS:-}" ]; then
+  MODELS=""
+  for name in teacher student_plain student; do
+    [ -d "$ROOT/export/$name" ] && MODELS="$MODELS $name:$ROOT/export/$name"
+  done
+fi
+if [ -z "${MODELS// /}" ]; then
+  echo "error: no export to serve (export/teacher, export/student_plain, export/student): run scripts/quickstart.sh or an export script, or set MODELS=name:path" >&2
   exit 2
 fi
-BASE="$(realpath "$EXPORT_DIR")"
-if ls "$BASE" | grep -qE '^[0-9]+$'; then
-  VERSION="$BASE/$(ls "$BASE" | grep -E '^[0-9]+$' | sort -n | tail -1)"
-else  # A version directory itself: serve its parent.
-  VERSION="$BASE"
-  BASE="$(dirname "$BASE")"
+
+mkdir -p "$SERVING_DIR"
+config="model_config_list {"
+docker_config="model_config_list {"
+mounts=()
+for item in $MODELS; do
+  name="${item%%:*}"
+  path="${item#*:}"
+  if [ "$name" = "$item" ] || [ -z "$name" ] || [ -z "$path" ]; then
+    echo "error: MODELS: expected name:path, got '$item'" >&2
+    exit 2
+  fi
+  if [ ! -d "$path" ]; then
+    echo "error: $path (model $name) does not exist" >&2
+    exit 2
+  fi
+  base="$(realpath "$path")"
+  if ! ls "$base" | grep -qE '^[0-9]+$'; then  # A version dir: its parent.
+    base="$(dirname "$base")"
+  fi
+  entry="name: \"$name\" model_platform: \"tensorflow\""
+  config="$config
+  config { $entry base_path: \"$base\" }"
+  docker_config="$docker_config
+  config { $entry base_path: \"/models/$name\" }"
+  mounts+=(-v "$base:/models/$name:ro")
+done
+printf '%s\n}\n' "$config" > "$SERVING_DIR/models.config"
+printf '%s\n}\n' "$docker_config" > "$SERVING_DIR/models.docker.config"
+cat > "$SERVING_DIR/batching_parameters.txt" <<EOF
+max_batch_size { value: $MAX_BATCH_SIZE }
+batch_timeout_micros { value: $BATCH_TIMEOUT_MICROS }
+num_batch_threads { value: $NUM_BATCH_THREADS }
+max_enqueued_batches { value: 1000 }
+pad_variable_length_inputs: true
+EOF
+
+FLAGS=(--port="$GRPC_PORT" --rest_api_port="$REST_PORT"
+  --enable_batching --enable_model_warmup
+  --file_system_poll_wait_seconds=30)
+if command -v tensorflow_model_server >/dev/null 2>&1 && [ -z "${SERVE_DRY_RUN:-}" ]; then
+  echo "Serving$(printf ' %s' $MODELS) (REST :$REST_PORT, gRPC :$GRPC_PORT)"
+  exec tensorflow_model_server "${FLAGS[@]}" \
+    --model_config_file="$SERVING_DIR/models.config" \
+    --batching_parameters_file="$SERVING_DIR/batching_parameters.txt"
 fi
 
-if command -v tensorflow_model_server >/dev/null 2>&1; then
-  echo "Serving $BASE as $MODEL_NAME: REST http://localhost:$REST_PORT/v1/models/$MODEL_NAME, gRPC :$GRPC_PORT"
-  exec tensorflow_model_server --port="$GRPC_PORT" --rest_api_port="$REST_PORT" \
-    --model_name="$MODEL_NAME" --model_base_path="$BASE"
-fi
-
+first="${MODELS# }"; first="${first%%:*}"; first="${first%% *}"
 cat <<MSG
-tensorflow_model_server is not on PATH. To serve $BASE with Docker:
+Wrote $SERVING_DIR/models.config, models.docker.config and batching_parameters.txt.
 
-  docker run --rm -p $REST_PORT:8501 -p $GRPC_PORT:8500 \\
-    -v "$BASE:/models/$MODEL_NAME" -e MODEL_NAME=$MODEL_NAME $SERVING_IMAGE
+With tensorflow_model_server on PATH:
+
+  tensorflow_model_server ${FLAGS[*]} \\
+    --model_config_file=$SERVING_DIR/models.config \\
+    --batching_parameters_file=$SERVING_DIR/batching_parameters.txt
+
+With Docker:
+
+  docker run --rm -p $REST_PORT:8501 -p $GRPC_PORT:8500 ${mounts[*]} \\
+    -v $SERVING_DIR:/config:ro $SERVING_IMAGE \\
+    --enable_batching --enable_model_warmup \\
+    --model_config_file=/config/models.docker.config \\
+    --batching_parameters_file=/config/batching_parameters.txt
 
 then, for example:
 
-  curl -s -X POST http://localhost:$REST_PORT/v1/models/$MODEL_NAME:predict \\
+  curl -s -X POST http://localhost:$REST_PORT/v1/models/$first:predict \\
     -d '{"signature_name": "predict_text", "instances": ["质量很好，非常满意！"]}'
 
-Without a server, saved_model_cli runs the same signatures on $VERSION
-(the in-graph WordPiece tokenizer uses core TensorFlow ops only):
+Without a server, saved_model_cli runs the same signatures here:
 
   source "$ROOT/scripts/setup_env.sh"
-  saved_model_cli run --dir "$VERSION" --tag_set serve --signature_def predict_text \\
+  saved_model_cli run --dir <export>/<version> --tag_set serve --signature_def predict_text \\
     --input_exprs 'text=["质量很好，非常满意！"]'
-
-  saved_model_cli run --dir "$VERSION" --tag_set serve --signature_def serving_default \\
-    --input_exprs 'input_ids=[[2, 11, 12, 3]];input_mask=[[1, 1, 1, 1]];segment_ids=[[0, 0, 0, 0]]'
 
 or classify lines of text with: bash scripts/predict.sh < reviews.txt
 MSG
+[ -n "${SERVE_DRY_RUN:-}" ] && exit 0
 exit 1
