@@ -39,6 +39,11 @@ def write_atomically(path: str, write_fn: Callable[[str], None]) -> None:
   try:
     write_fn(tmp)
     os.replace(tmp, path)
+  except OSError as e:  # A full disk, a quota, a file that became read-only.
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise UserError(f"{path}: cannot write it ({e.strerror or e}); nothing "
+                    "was changed") from None
   except BaseException:
     if os.path.exists(tmp):
       os.remove(tmp)

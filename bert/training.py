@@ -100,6 +100,20 @@ class Trainer:
                  self.global_step)
     return True
 
+  def _save(self, step: int) -> None:
+    """Writes model.ckpt-<step>; a full disk stops the run with one line
+    (TensorFlow writes under temporary names: the last good checkpoint
+    stays)."""
+    try:
+      path = self.writer.save(step)
+    except (OSError, tf.errors.OpError) as e:
+      reason = getattr(e, "strerror", None) or str(e).splitlines()[0][:200]
+      raise UserError(f"{self.output_dir}: cannot write the checkpoint of "
+                      f"step {step} ({reason}). "
+                      f"{self._last_checkpoint_note()}Free space and run the "
+                      "same command again to resume.") from None
+    logging.info("Saved %s", path)
+
   def _train_step_fn(self):
     def replica_step(features):
       features = data.trim_batch(features)
@@ -127,6 +141,10 @@ class Trainer:
     if start_step >= self.num_train_steps:
       logging.info("Training already complete at step %d", start_step)
       return {}
+    if start_step:
+      # The input continues where the interrupted run stopped: the shuffle
+      # order is seeded, so the same stream minus the batches already used.
+      dataset = dataset.skip(start_step)
     iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
     train_step = self._train_step_fn()
     logging.info("Training steps %d..%d, batch size %d", start_step + 1,
@@ -170,8 +188,7 @@ class Trainer:
           tf.summary.scalar("examples_per_second", rate)
         window_start, window_steps, sums = time.time(), 0, {}
       if step % self.save_checkpoints_steps == 0 or step == self.num_train_steps:
-        path = self.writer.save(step)
-        logging.info("Saved %s", path)
+        self._save(step)
     self.summary_writer.flush()
     return {k: float(v) for k, v in metrics.items()}
 

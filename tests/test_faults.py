@@ -249,3 +249,12 @@ def test_predict_into_a_closed_pipe_is_quiet(paths, tmp_path):
                                          "TF_CPP_MIN_LOG_LEVEL": "3"})
   assert len(result.stdout.splitlines()) == 2
   assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_full_disk_is_one_line(tmp_path):
+  with pytest.raises(UserError, match=r"out.txt: cannot write it \(No space "
+                     r"left on device\); nothing was changed"):
+    def fill(tmp):
+      raise OSError(28, "No space left on device")
+    files.write_atomically(str(tmp_path / "out.txt"), fill)
+  assert os.listdir(tmp_path) == []

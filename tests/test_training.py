@@ -1,6 +1,7 @@
 """Tests for bert/training.py's Trainer: what it does with bad gradients."""
 
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -92,3 +93,43 @@ def test_loss_gets_the_global_step_and_the_schedule_sets_the_rate(tmp_path):
   np.testing.assert_array_equal(seen.numpy(), np.arange(6) + 100)
   # The last step (global step 5 before its update) ran at 6e-3.
   assert metrics["learning_rate"] == pytest.approx(6e-3)
+
+
+def test_resumed_training_continues_the_input_stream(tmp_path):
+  """Killed after step 4's checkpoint and resumed, training reads the
+  batches that the uninterrupted run read at steps 5..8."""
+  rng = np.random.default_rng(0)
+  examples = tf.data.Dataset.from_tensor_slices({
+      "input_ids": rng.integers(5, 20, (40, 6)).astype(np.int32),
+      "input_mask": np.ones((40, 6), np.int32),
+      "segment_ids": np.zeros((40, 6), np.int32),
+      "label_ids": rng.integers(0, 2, 40).astype(np.int32),
+      "example_index": np.arange(40, dtype=np.int32)})
+
+  def run():
+    tf.random.set_seed(1)
+    model = tiny_classifier(tmp_path)
+    dataset = examples.shuffle(40, seed=3).repeat().batch(4)
+    seen = []
+
+    def record(index):
+      seen.append(index.numpy().tolist())
+      return 0
+
+    def loss_fn(f, is_training, step):
+      with tf.control_dependencies([tf.py_function(
+          record, [f["example_index"]], tf.int32)]):
+        return classifier_loss(model)(f, is_training, step)
+
+    trainer = make_trainer(model, loss_fn, tmp_path, steps=8)
+    trainer.restore()
+    trainer.train(dataset, 4)
+    return seen
+
+  whole = run()
+  out = str(tmp_path / "out")
+  ckpt4 = os.path.join(out, "model.ckpt-4")
+  tf.compat.v1.train.update_checkpoint_state(out, ckpt4, [ckpt4])
+  resumed = run()
+  assert len(whole) == 8 and len(resumed) == 4
+  assert resumed == whole[4:]
