@@ -142,7 +142,8 @@ def test_cache_round_trip(tmp_path, tokenizer):
   assert path.endswith(".tf_record")
   with open(path + ".json") as f:
     assert json.load(f) == {"num_examples": 7, "max_seq_length": 8,
-                            "label_list": LABELS}
+                            "label_list": LABELS,
+                            "bytes": os.path.getsize(path)}
   # Only the record and its sidecar: no temp files left over.
   assert sorted(os.listdir(out)) == sorted([os.path.basename(path),
                                             os.path.basename(path) + ".json"])
