@@ -14,7 +14,7 @@ import tensorflow as tf
 from absl import logging
 
 from bert import checkpoints, data, evaluation, export, modeling, optimization
-from bert import processors, tokenization
+from bert import processors, tokenization, training
 from bert.errors import UserError
 from bert.run_config import RunConfig
 
@@ -44,6 +44,16 @@ def task_processor(config: RunConfig) -> processors.DataProcessor:
   return processor
 
 
+def strategy(config: RunConfig) -> tf.distribute.Strategy:
+  """The run's tf.distribute strategy, its global batch checked."""
+  chosen = training.get_strategy(
+      config.distribution_strategy, config.use_tpu, config.tpu_name,
+      config.tpu_zone, config.gcp_project)
+  if config.do_train:
+    training.check_batch_size(config.train_batch_size, chosen)
+  return chosen
+
+
 def check_data_files(config: RunConfig, processor: processors.DataProcessor,
                      train: bool) -> None:
   """Stops before any work when a split that the run needs is missing."""
@@ -67,9 +77,6 @@ def load_task(config: RunConfig, model_config=None) -> Task:
       `max_position_embeddings`, None where unknown); default: the BERT
       config of `config.bert_config_file`.
   """
-  if config.use_tpu:
-    logging.warning("--use_tpu is ignored: this project trains with "
-                    "tf.distribute on CPUs and GPUs")
   bert_config = model_config
   if model_config is None:
     bert_config = modeling.BertConfig.from_json_file(config.bert_config_file)

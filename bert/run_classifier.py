@@ -98,12 +98,17 @@ def define_flags() -> None:
       "do_export_encoder", False,
       "Export this project's encoder in TF Hub's BERT encoder format to "
       "--export_dir")
-  # Accepted for compatibility with Google's scripts; TPUs are not used.
-  f.DEFINE_bool("use_tpu", False, "Ignored (TPU estimator flag).")
-  f.DEFINE_string("tpu_name", None, "Ignored.")
-  f.DEFINE_string("tpu_zone", None, "Ignored.")
-  f.DEFINE_string("gcp_project", None, "Ignored.")
-  f.DEFINE_string("master", None, "Ignored.")
+  # Where training runs (tf.distribute).  Google's TPU flags mean what they
+  # meant there; an unreachable TPU is an error.
+  f.DEFINE_enum("distribution_strategy", "auto", training.STRATEGIES,
+                "auto: a TPU with --use_tpu, MirroredStrategy over several "
+                "GPUs, else one device.")
+  f.DEFINE_bool("use_tpu", False, "Train on the Cloud TPU --tpu_name.")
+  f.DEFINE_string("tpu_name", None, "The Cloud TPU (its name, a grpc:// "
+                  "address, or 'local' on a TPU VM).")
+  f.DEFINE_string("tpu_zone", None, "GCE zone of --tpu_name.")
+  f.DEFINE_string("gcp_project", None, "GCP project of --tpu_name.")
+  f.DEFINE_string("master", None, "Ignored (TF1 TPU master address).")
   f.DEFINE_integer("num_tpu_cores", 8, "Ignored.")
   f.DEFINE_integer("iterations_per_loop", 1000, "Ignored.")
 
@@ -128,7 +133,7 @@ def run(config: run_config.RunConfig) -> None:
   """Train, evaluate, predict and export as `config` says."""
   output_dir = config.output_dir
   training.set_seed(config.seed)
-  strategy = training.get_strategy()
+  strategy = classifier.strategy(config)
   if config.bert_hub_module_handle:
     # The head's size needs the label list, the task needs the encoder's
     # vocab: read the labels first.

@@ -96,7 +96,7 @@ def run(config: run_config.DistillConfig) -> None:
   """Distil, evaluate, predict and export as `config` says."""
   output_dir = config.output_dir
   training.set_seed(config.seed)
-  strategy = training.get_strategy()
+  strategy = classifier.strategy(config)
   # A BiLSTM brings its own sizes, as a Hub encoder does.
   bilstm_config = bilstm.student_config(config.bert_config_file,
                                        config.student_type)

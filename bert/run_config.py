@@ -82,6 +82,10 @@ class RunConfig:
   labels: tuple[str, ...] | None = None
   has_header: bool | None = None
   use_tpu: bool = False
+  tpu_name: str | None = None
+  tpu_zone: str | None = None
+  gcp_project: str | None = None
+  distribution_strategy: str = "auto"
   bert_hub_module_handle: str | None = None
   do_export_encoder: bool = False
 

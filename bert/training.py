@@ -8,6 +8,7 @@ batch, and resumes from the latest checkpoint in `output_dir`.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -28,17 +29,91 @@ LossFn = Callable[[dict, bool, tf.Tensor], tuple[tf.Tensor, dict]]
 Schedule = Callable[[tf.Tensor], tf.Tensor]
 
 
-def get_strategy() -> tf.distribute.Strategy:
-  """MirroredStrategy over all visible GPUs, else the default strategy.
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker_mirrored",
+              "tpu")  # TF Model Garden's names.
 
-  `CUDA_VISIBLE_DEVICES` decides which GPUs are visible, as in Google's code.
+
+def cluster_workers(tf_config: str | None) -> int:
+  """The number of workers (chief included) `TF_CONFIG` lists, 0 when it is
+  unset; raises UserError for a malformed one or a task outside it."""
+  if not tf_config:
+    return 0
+  try:
+    spec = json.loads(tf_config)
+    cluster = spec.get("cluster", {})
+    workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+    task = spec.get("task", {})
+  except (ValueError, AttributeError, TypeError) as e:
+    raise UserError(f"TF_CONFIG is not valid JSON with a \"cluster\" and a "
+                    f"\"task\" ({e})") from None
+  kind, index = task.get("type"), task.get("index", 0)
+  members = cluster.get(kind) if isinstance(kind, str) else None
+  if not isinstance(members, list) or not (
+      isinstance(index, int) and 0 <= index < len(members)):
+    raise UserError(f"TF_CONFIG: task {kind!r} index {index!r} is not in the "
+                    f"cluster ({ {k: len(v) for k, v in cluster.items()} })")
+  return workers
+
+
+def get_strategy(name: str = "auto", use_tpu: bool = False,
+                 tpu_name: str | None = None, tpu_zone: str | None = None,
+                 gcp_project: str | None = None) -> tf.distribute.Strategy:
+  """The `tf.distribute` strategy for --distribution_strategy.
+
+  "auto": a TPU with --use_tpu, several workers when TF_CONFIG lists them,
+  MirroredStrategy over several GPUs, else one device (`CUDA_VISIBLE_DEVICES`
+  decides which GPUs are visible, as in Google's code).  A TPU that cannot
+  be reached is an error, never a silent run on the host's CPU.
   """
+  if name not in STRATEGIES:
+    raise UserError(f"--distribution_strategy must be one of "
+                    f"{', '.join(STRATEGIES)}; got {name!r}")
   gpus = tf.config.list_logical_devices("GPU")
-  if len(gpus) > 1:
+  workers = cluster_workers(os.environ.get("TF_CONFIG"))
+  if name == "auto":
+    name = ("tpu" if use_tpu else "multi_worker_mirrored" if workers > 1
+            else "mirrored" if len(gpus) > 1 else "one_device")
+  if name == "tpu":
+    return _tpu_strategy(tpu_name, tpu_zone, gcp_project)
+  if name == "multi_worker_mirrored":
+    raise UserError(
+        f"--distribution_strategy=multi_worker_mirrored (TF_CONFIG lists "
+        f"{workers} workers): training on several workers is not supported "
+        "yet; unset TF_CONFIG to train on this machine")
+  if name == "mirrored":
     return tf.distribute.MirroredStrategy()
-  if len(gpus) == 1:
+  if gpus:
     return tf.distribute.OneDeviceStrategy("/gpu:0")
   return tf.distribute.get_strategy()
+
+
+def _tpu_strategy(tpu_name, tpu_zone, gcp_project) -> tf.distribute.Strategy:
+  if not tpu_name:
+    # Without a name the resolver would ask the GCE metadata server: off a
+    # Cloud TPU VM that means a long wait for nothing.
+    raise UserError("--use_tpu/--distribution_strategy=tpu needs --tpu_name "
+                    "(the TPU's name, or 'local' on a Cloud TPU VM); this "
+                    "project never falls back to the CPU silently")
+  try:
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+        tpu=tpu_name, zone=tpu_zone, project=gcp_project)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+  except Exception as e:  # The resolver raises many kinds.
+    reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+    raise UserError(f"--tpu_name={tpu_name}: no TPU reachable ({reason}); "
+                    "this project never falls back to the CPU "
+                    "silently") from None
+  return tf.distribute.TPUStrategy(resolver)
+
+
+def check_batch_size(batch_size: int, strategy: tf.distribute.Strategy,
+                     flag: str = "--train_batch_size") -> None:
+  """The global batch must split evenly over the replicas."""
+  replicas = strategy.num_replicas_in_sync
+  if batch_size % replicas:
+    raise UserError(f"{flag}={batch_size} is the global batch; it must be a "
+                    f"multiple of the {replicas} replicas")
 
 
 def set_seed(seed: int | None) -> None:

@@ -258,3 +258,12 @@ def test_full_disk_is_one_line(tmp_path):
       raise OSError(28, "No space left on device")
     files.write_atomically(str(tmp_path / "out.txt"), fill)
   assert os.listdir(tmp_path) == []
+
+
+def test_use_tpu_without_a_tpu_stops_before_training(paths):
+  with pytest.raises(UserError) as e:
+    run(paths, do_train=True, use_tpu=True)
+  assert "never falls back to the CPU" in str(e.value)
+  assert "\n" not in str(e.value)
+  assert not os.path.exists(os.path.join(paths["output_dir"],
+                                         "run_config.json"))

@@ -133,3 +133,39 @@ def test_resumed_training_continues_the_input_stream(tmp_path):
   resumed = run()
   assert len(whole) == 8 and len(resumed) == 4
   assert resumed == whole[4:]
+
+
+def test_cluster_workers_reads_tf_config():
+  import json as json_lib
+  assert training.cluster_workers(None) == 0
+  two = {"cluster": {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]},
+         "task": {"type": "worker", "index": 1}}
+  assert training.cluster_workers(json_lib.dumps(two)) == 2
+  with pytest.raises(UserError, match="TF_CONFIG is not valid JSON"):
+    training.cluster_workers("{cluster: ")
+  outside = {**two, "task": {"type": "worker", "index": 2}}
+  with pytest.raises(UserError, match=r"TF_CONFIG: task 'worker' index 2 is "
+                     r"not in the cluster \({'worker': 2}\)"):
+    training.cluster_workers(json_lib.dumps(outside))
+
+
+def test_strategy_selection_and_its_errors(monkeypatch):
+  import json as json_lib
+  import types
+  monkeypatch.delenv("TF_CONFIG", raising=False)
+  assert training.get_strategy("auto").num_replicas_in_sync == 1
+  with pytest.raises(UserError, match="--use_tpu/--distribution_strategy=tpu "
+                     "needs --tpu_name .* never falls back to the CPU"):
+    training.get_strategy("auto", use_tpu=True)
+  with pytest.raises(UserError, match="--distribution_strategy must be one of"):
+    training.get_strategy("horovod")
+  monkeypatch.setenv("TF_CONFIG", json_lib.dumps(
+      {"cluster": {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]},
+       "task": {"type": "worker", "index": 0}}))
+  with pytest.raises(UserError, match="TF_CONFIG lists 2 workers"):
+    training.get_strategy("auto")
+  two = types.SimpleNamespace(num_replicas_in_sync=2)
+  training.check_batch_size(8, two)
+  with pytest.raises(UserError, match="--train_batch_size=7 is the global "
+                     "batch; it must be a multiple of the 2 replicas"):
+    training.check_batch_size(7, two)
