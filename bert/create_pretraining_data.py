@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import glob
 import os
 import random
 import sys
@@ -39,7 +38,7 @@ if not __package__:  # run as `python bert/create_pretraining_data.py`
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert import tokenization
+from bert import pretraining, tokenization
 from bert.errors import UserError, exit_on_error
 
 CLS, SEP, MASK = "[CLS]", "[SEP]", "[MASK]"
@@ -69,17 +68,6 @@ class Options:
   short_seq_prob: float = 0.1
   dupe_factor: int = 10
   do_whole_word_mask: bool = False
-
-
-def input_files(spec: str) -> list[str]:
-  """Comma-separated paths and globs -> the files, in order."""
-  found = []
-  for pattern in [p.strip() for p in spec.split(",") if p.strip()]:
-    matches = sorted(glob.glob(pattern))
-    if not matches:
-      raise UserError(f"--input_file: {pattern}: no such file")
-    found += matches
-  return found
 
 
 class SentenceTokenizer:
@@ -387,7 +375,7 @@ def main(argv: Sequence[str]) -> None:
                     f.masked_lm_prob, f.short_seq_prob, f.dupe_factor,
                     f.do_whole_word_mask)
   check_options(options)
-  paths = input_files(f.input_file)
+  paths = pretraining.input_files(f.input_file)
   outputs = [p.strip() for p in f.output_file.split(",") if p.strip()]
   tokenizer = tokenization.create_tokenizer(f.vocab_file, f.do_lower_case,
                                             f.spm_model_file)

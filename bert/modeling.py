@@ -374,6 +374,44 @@ class MaskedLMHead(tf.Module):
     return logits + self.output_bias
 
 
+class NextSentenceHead(tf.Module):
+  """Google's next-sentence head, `cls/seq_relationship/...`: logits =
+  pooled @ output_weights^T + output_bias (label 0: B follows A)."""
+
+  def __init__(self, config: BertConfig):
+    super().__init__(name=None)
+    self.output_weights = _weight("cls/seq_relationship/output_weights",
+                                  [2, config.hidden_size],
+                                  config.initializer_range)
+    self.output_bias = _zeros("cls/seq_relationship/output_bias", [2])
+
+  def __call__(self, pooled_output: tf.Tensor) -> tf.Tensor:
+    """[B, H] -> [B, 2]."""
+    return tf.matmul(pooled_output, self.output_weights,
+                     transpose_b=True) + self.output_bias
+
+
+class BertForPreTraining(tf.Module):
+  """BERT with Google's two pre-training heads (masked LM, next sentence)."""
+
+  def __init__(self, config: BertConfig):
+    super().__init__(name=None)
+    self.config = config
+    self.bert = BertModel(config)
+    self.masked_lm = MaskedLMHead(config, self.bert.word_embeddings)
+    self.next_sentence = NextSentenceHead(config)
+
+  def __call__(self, input_ids, input_mask, segment_ids, masked_lm_positions,
+               training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    """int [B, S] inputs, int [B, P] positions -> (masked-LM logits
+    [B, P, V] at those positions, next-sentence logits [B, 2])."""
+    outputs = self.bert(input_ids, input_mask, segment_ids, training=training)
+    picked = tf.gather(outputs.sequence_output, masked_lm_positions,
+                       batch_dims=1)                          # [B, P, H]
+    return (self.masked_lm(picked),
+            self.next_sentence(outputs.pooled_output))
+
+
 def variables_by_name(module: tf.Module) -> dict[str, tf.Variable]:
   """Google checkpoint name -> variable, for every variable of `module`."""
   named = {}

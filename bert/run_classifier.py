@@ -31,12 +31,24 @@ from bert.errors import exit_on_error
 FLAGS = flags.FLAGS
 
 
+class _IfMissing:
+  """flags.DEFINE_* that leave a flag another script of this process
+  defined already (the scripts share names such as --output_dir)."""
+
+  def __getattr__(self, define: str):
+    def maybe(name, *args, **kwargs):
+      if name not in FLAGS:
+        getattr(flags, define)(name, *args, **kwargs)
+    return maybe
+
+
+DEFINE_IF_MISSING = _IfMissing()
+
+
 def define_flags() -> None:
   """Google's run_classifier.py flags plus this project's (idempotent:
-  run_classifier_distill.py defines them too)."""
-  if "task_name" in FLAGS:
-    return
-  f = flags
+  run_classifier_distill.py and run_pretraining.py share them)."""
+  f = DEFINE_IF_MISSING
   f.DEFINE_string("data_dir", None, "Directory with the task's data files.")
   f.DEFINE_string("bert_config_file", None, "The model's bert_config.json.")
   f.DEFINE_string("task_name", None, "Task: cola, mnli, mrpc, xnli, sst-2, "

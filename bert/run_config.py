@@ -34,18 +34,37 @@ from bert.errors import UserError
 
 RECORD_FILE = "run_config.json"
 
-# Training settings that a resumed run may change (with a warning): how long
-# it trains.
-LENGTH_KEYS = ("num_train_epochs",)
 
-C = TypeVar("C", bound="RunConfig")
+C = TypeVar("C", bound="Config")
 
 ACTIONS = ("do_train", "do_eval", "do_predict", "do_export",
            "do_export_encoder")
 
 
 @dataclasses.dataclass(frozen=True)
-class RunConfig:
+class Config:
+  """What every run's config does: built from flag values, recorded as a
+  dict (the fields come from the subclasses)."""
+
+  @classmethod
+  def from_values(cls: type[C], values: Mapping[str, Any]) -> C:
+    """A config from {name: value} (e.g. every flag's value): unknown names
+    are ignored, None takes the field's default, lists become tuples."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: tuple(v) if isinstance(v, list) else v
+              for k, v in values.items() if k in names and v is not None}
+    return cls(**kwargs)
+
+  def replace(self: C, **changes) -> C:
+    return dataclasses.replace(self, **changes)
+
+  def to_dict(self) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig(Config):
   """What run_classifier.py does (the flags of the same names)."""
   task_name: str | None = None
   data_dir: str | None = None
@@ -90,22 +109,6 @@ class RunConfig:
   do_export_encoder: bool = False
 
   SCRIPT = "run_classifier.py"
-
-  @classmethod
-  def from_values(cls: type[C], values: Mapping[str, Any]) -> C:
-    """A config from {name: value} (e.g. every flag's value): unknown names
-    are ignored, None takes the field's default, lists become tuples."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {k: tuple(v) if isinstance(v, list) else v
-              for k, v in values.items() if k in names and v is not None}
-    return cls(**kwargs)
-
-  def replace(self: C, **changes) -> C:
-    return dataclasses.replace(self, **changes)
-
-  def to_dict(self) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v
-            for k, v in dataclasses.asdict(self).items()}
 
   @property
   def features_dir(self) -> str:
@@ -279,6 +282,74 @@ class DistillConfig(RunConfig):
     return super().path_keys() + ("transfer_file", "teacher_model")
 
 
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig(Config):
+  """What run_pretraining.py does (Google's flags of the same names)."""
+  input_file: str | None = None
+  output_dir: str | None = None
+  do_train: bool = False
+  do_eval: bool = False
+  bert_config_file: str | None = None
+  vocab_file: str | None = None
+  init_checkpoint: str | None = None
+  max_seq_length: int = 128
+  max_predictions_per_seq: int = 20
+  train_batch_size: int = 32
+  eval_batch_size: int = 8
+  learning_rate: float = 5e-5
+  num_train_steps: int = 100000
+  num_warmup_steps: int = 10000
+  save_checkpoints_steps: int = 1000
+  keep_checkpoint_max: int = 3
+  max_eval_steps: int = 100
+  log_steps: int = 100
+  seed: int = 12345
+  use_tpu: bool = False
+  tpu_name: str | None = None
+  tpu_zone: str | None = None
+  gcp_project: str | None = None
+  distribution_strategy: str = "auto"
+
+  SCRIPT = "run_pretraining.py"
+
+  def actions(self) -> tuple[str, ...]:
+    return ("do_train", "do_eval")
+
+  def validate(self) -> None:
+    if not (self.do_train or self.do_eval):
+      raise UserError("at least one of --do_train, --do_eval must be set")
+    for name in ("input_file", "output_dir", "bert_config_file"):
+      if not getattr(self, name):
+        raise UserError(f"--{name} is required")
+    _at_least("max_seq_length", self.max_seq_length, 5)
+    _at_least("max_predictions_per_seq", self.max_predictions_per_seq, 1)
+    for name in ("save_checkpoints_steps", "keep_checkpoint_max", "log_steps"):
+      _at_least(name, getattr(self, name), 1)
+    if self.do_train:
+      _at_least("train_batch_size", self.train_batch_size, 1)
+      _at_least("num_train_steps", self.num_train_steps, 1)
+      _at_least("num_warmup_steps", self.num_warmup_steps, 0)
+      if not self.learning_rate >= 0 or math.isinf(self.learning_rate):
+        raise UserError(f"--learning_rate must be a finite number >= 0, got "
+                        f"{self.learning_rate}")
+    if self.do_eval:
+      _at_least("eval_batch_size", self.eval_batch_size, 1)
+      _at_least("max_eval_steps", self.max_eval_steps, 1)
+
+  def training_keys(self) -> tuple[str, ...]:
+    return ("input_file", "bert_config_file", "init_checkpoint",
+            "max_seq_length", "max_predictions_per_seq", "train_batch_size",
+            "learning_rate", "num_warmup_steps", "seed")
+
+  def path_keys(self) -> tuple[str, ...]:
+    return ("output_dir", "bert_config_file", "vocab_file", "init_checkpoint")
+
+
+# Training settings that a resumed run may change (with a warning): how long
+# it trains.
+LENGTH_KEYS = ("num_train_epochs", "num_train_steps")
+
+
 def _at_least(name: str, value: int, low: int) -> None:
   if value is None or value < low:
     raise UserError(f"--{name} must be >= {low}, got {value}")
@@ -351,7 +422,7 @@ def settle(cls: type[C], values: Mapping[str, Any],
     config = given
   else:
     recorded = {k: v for k, v in record["config"].items()
-                if k not in ACTIONS and k not in explicit and
+                if k not in given.actions() and k not in explicit and
                 k != "output_dir"}
     merged = {**given.to_dict(), **recorded,
               **{k: values[k] for k in explicit if k in values}}

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from bert import create_pretraining_data as cpd
+from bert import pretraining
 from bert import tokenization
 from bert.errors import UserError
 
@@ -163,4 +164,4 @@ def test_bad_corpora_are_one_line(tmp_path, caplog):
   assert "--max_predictions_per_seq=5 is below" in caplog.text
   with pytest.raises(UserError, match="--input_file: nothing-here-\\*: no "
                      "such file"):
-    cpd.input_files("nothing-here-*")
+    pretraining.input_files("nothing-here-*")
