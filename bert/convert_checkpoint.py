@@ -222,6 +222,30 @@ def expected_shapes(config: modeling.BertConfig,
   return shapes
 
 
+def check_weights(google: dict[str, np.ndarray], config: modeling.BertConfig,
+                  source: str) -> dict[str, np.ndarray]:
+  """The weights a BERT with `config` has (its pre-training heads and
+  classifier when present), each of the right shape; others are dropped.
+
+  Raises:
+    UserError naming `source`: a missing weight or a wrong shape.
+  """
+  heads = any(n.startswith("cls/") for n in google)
+  num_labels = (google["output_weights"].shape[0]
+                if "output_weights" in google else None)
+  want = expected_shapes(config, num_labels, heads)
+  missing = [n for n in want if n not in google]
+  if missing:
+    raise UserError(f"{source}: no weight for {len(missing)} of BERT's "
+                    f"variables ({', '.join(missing[:4])}"
+                    f"{', ...' if len(missing) > 4 else ''})")
+  for name, shape in want.items():
+    if tuple(google[name].shape) != shape:
+      raise UserError(f"{source}: {name} has shape {list(google[name].shape)}"
+                      f", the config says {list(shape)}")
+  return {n: google[n] for n in want}
+
+
 def _google_name(hf_name: str) -> tuple[str, bool] | None:
   """Hugging Face name (without "bert.") -> (Google name, transposed)."""
   if hf_name in _EMBEDDINGS:
@@ -276,19 +300,7 @@ def hf_to_google(weights: dict[str, np.ndarray], config: modeling.BertConfig,
       continue
     target, transpose = mapped
     google[target] = np.ascontiguousarray(value.T if transpose else value)
-  heads = any(n.startswith("cls/") for n in google)
-  num_labels = (google["output_weights"].shape[0]
-                if "output_weights" in google else None)
-  want = expected_shapes(config, num_labels, heads)
-  missing = [n for n in want if n not in google]
-  if missing:
-    raise UserError(f"{source}: no weight for {len(missing)} of BERT's "
-                    f"variables ({', '.join(missing[:4])}"
-                    f"{', ...' if len(missing) > 4 else ''})")
-  for name, shape in want.items():
-    if google[name].shape != shape:
-      raise UserError(f"{source}: {name} has shape {list(google[name].shape)}"
-                      f", the config says {list(shape)}")
+  google = check_weights(google, config, source)
   if tied is not None and not np.array_equal(
       tied, google["bert/embeddings/word_embeddings"]):
     unused.append("cls.predictions.decoder.weight (differs from the word "
@@ -414,19 +426,9 @@ def convert_google_to_hf(init_checkpoint: str, bert_config_file: str,
   google = {n: reader.get_tensor(n)
             for n in reader.get_variable_to_shape_map()
             if not checkpoints.is_training_state(n) or n.startswith("cls/")}
-  heads = any(n.startswith("cls/") for n in google)
+  google = check_weights(google, config, prefix)
   num_labels = (google["output_weights"].shape[0]
                 if "output_weights" in google else None)
-  want = expected_shapes(config, num_labels, heads)
-  missing = [n for n in want if n not in google]
-  if missing:
-    raise UserError(f"{prefix}: no {', '.join(missing[:4])}"
-                    f"{', ...' if len(missing) > 4 else ''}")
-  for name, shape in want.items():
-    if tuple(google[name].shape) != shape:
-      raise UserError(f"{prefix}: {name} has shape {list(google[name].shape)}"
-                      f", {bert_config_file} says {list(shape)}")
-  google = {n: google[n] for n in want}
   hf, architecture = google_to_hf(google)
   if num_labels and label_list and len(label_list) != num_labels:
     raise UserError(f"--label_list has {len(label_list)} labels, the "
