@@ -116,8 +116,11 @@ def make_loss_fn(model: tf.Module, teacher_logits_fn: TeacherLogitsFn,
 
 
 def load_teacher(config: DistillConfig,
-                 task: classifier.Task) -> teacher_lib.Teacher:
-  """The teacher SavedModel(s), checked against the student's task."""
+                 task: classifier.Task) -> teacher_lib.Teacher | None:
+  """The teacher SavedModel(s), checked against the student's task (None
+  when the only teacher is --teacher_probs_file)."""
+  if not config.teacher_model:
+    return None
   teacher = teacher_lib.Teacher(config.teacher_model)
   teacher.check_compatible(task.label_list, config.vocab_file,
                            config.spm_model_file, config.max_seq_length,
@@ -148,18 +151,10 @@ def build(config: DistillConfig, task: classifier.Task,
     plan, projections = tinybert.prepare(
         config.stage, config.intermediate_losses, config.layer_map,
         config.intermediate_fraction, model, teacher, num_train_steps)
-  teacher_summary(config, teacher, task)
-  output_dir = config.output_dir
-  finished = (tf.train.latest_checkpoint(output_dir) is not None and
-              checkpoints.read_global_step(output_dir) >= num_train_steps)
-  if config.cache_teacher_logits and not finished:
-    # The same examples give the same feature file as split_dataset's, so
-    # its example_index addresses the table.
-    path = classifier.cache_features(config, task, examples, "train")
-    teacher_logits_fn = cached_teacher_logits(
-        teacher.cached_logits(path, config.max_seq_length))
-  else:
-    teacher_logits_fn = online_teacher_logits(teacher)
+  if teacher is not None:
+    teacher_summary(config, teacher, task)
+  teacher_logits_fn = logits_source(config, task, teacher, examples,
+                                    num_train_steps)
   prediction_steps, first = plan.prediction_steps(num_train_steps)
   loss_fn = tinybert.make_loss_fn(
       model, plan, projections,
@@ -184,6 +179,46 @@ def build(config: DistillConfig, task: classifier.Task,
 
   extra = projections.variables_by_name() if projections else {}
   return Objective(loss_fn, schedule, extra, init_student)
+
+
+def logits_source(config: DistillConfig, task: classifier.Task,
+                  teacher: teacher_lib.Teacher | None, examples: list,
+                  num_train_steps: int) -> TeacherLogitsFn:
+  """Where each batch's teacher logits [K, B, C] come from: the SavedModels
+  (online, or computed once with --cache_teacher_logits) and, after them,
+  the --teacher_probs_file teacher (log-probabilities by example_index)."""
+  from_file = None
+  if config.teacher_probs_file:
+    table = teacher_lib.read_probs_file(
+        config.teacher_probs_file, len(examples), len(task.label_list))
+    labelled = [(i, task.label_list.index(e.label))
+                for i, e in enumerate(examples) if e.label is not None]
+    if labelled:
+      rows, labels = zip(*labelled)
+      logging.info("Teacher %s: accuracy %.4f on the %d labelled training "
+                   "examples", config.teacher_probs_file,
+                   float(np.mean(table[list(rows)].argmax(-1) == labels)),
+                   len(labelled))
+    from_file = table[np.newaxis]                               # [1, N, C]
+  if teacher is None:
+    return cached_teacher_logits(from_file)
+  output_dir = config.output_dir
+  finished = (tf.train.latest_checkpoint(output_dir) is not None and
+              checkpoints.read_global_step(output_dir) >= num_train_steps)
+  if config.cache_teacher_logits and not finished:
+    # The same examples give the same feature file as split_dataset's, so
+    # its example_index addresses the table.
+    path = classifier.cache_features(config, task, examples, "train")
+    table = teacher.cached_logits(path, config.max_seq_length)
+    if from_file is not None:
+      table = np.concatenate([table, from_file])
+    return cached_teacher_logits(table)
+  online = online_teacher_logits(teacher)
+  if from_file is None:
+    return online
+  file_logits = cached_teacher_logits(from_file)
+  return lambda features: tf.concat([online(features),
+                                     file_logits(features)], axis=0)
 
 
 def init_from_teacher(student: modeling.BertClassifier,
@@ -267,6 +302,8 @@ def teacher_agreement(config: DistillConfig, task: classifier.Task,
   fraction of dev examples where the student and the (mean) teacher agree.
   None, with a warning, when the teacher is not loaded and cannot be."""
   if teacher is None:
+    if not config.teacher_model:
+      return None  # A file teacher knows the training examples only.
     try:
       teacher = teacher_lib.Teacher(config.teacher_model)
     except UserError as e:
@@ -288,13 +325,15 @@ def teacher_record(config: DistillConfig,
   """The teacher's identity for the run's record and the export's info:
   resolved version directories (and a digest of their graphs and weights
   when loaded), without loading a teacher that is not."""
+  extra = ({"probs_file": config.teacher_probs_file}
+           if config.teacher_probs_file else {})
   if teacher is not None:
-    return {"dirs": teacher.dirs, "identity": teacher.identity()}
+    return {"dirs": teacher.dirs, "identity": teacher.identity(), **extra}
   dirs = []
   for path in config.teacher_model:
     try:
       dirs.append(export.resolve_export(path))
     except UserError:
       dirs.append(path)
-  return {"dirs": dirs}
+  return {"dirs": dirs, **extra}
 

@@ -43,6 +43,12 @@ run_classifier.define_flags()
 flags.DEFINE_string("teacher_model", None, "Exported teacher SavedModel "
                     "(a version directory or its base path); a comma-"
                     "separated list for an ensemble.")
+flags.DEFINE_string("teacher_probs_file", None, "A teacher given as a file "
+                    "(any framework, an external model, hand-made soft "
+                    "labels): class probabilities per training example in "
+                    "test_results.tsv's format, one line each for the train "
+                    "split, then the transfer file; alone or with "
+                    "--teacher_model, as one more ensemble member.")
 flags.DEFINE_enum("ensemble_mean", "arithmetic", distillation.ENSEMBLE_MEANS,
                   "How an ensemble's distributions are averaged.")
 flags.DEFINE_float("alpha", 0.5, "Weight of the teacher's soft targets; the "

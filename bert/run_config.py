@@ -193,6 +193,7 @@ class DistillConfig(RunConfig):
   # (benchmarks/distill_experiment.py; see the README).
   temperature: float = 10.0
   teacher_model: tuple[str, ...] = ()
+  teacher_probs_file: str | None = None
   ensemble_mean: str = "arithmetic"
   alpha: float = 0.5
   # None: soft_ce for a BERT student, logits_mse for a BiLSTM (Tang et al.).
@@ -249,8 +250,14 @@ class DistillConfig(RunConfig):
                       "teacher on softened targets); this script always "
                       "distils from --teacher_model")
     super().validate()
-    if self.do_train and not self.teacher_model:
-      raise UserError("--teacher_model is required for --do_train")
+    if self.do_train and not (self.teacher_model or self.teacher_probs_file):
+      raise UserError("--teacher_model (or --teacher_probs_file) is required "
+                      "for --do_train")
+    if not self.teacher_model and (self.stage != "prediction" or
+                                   self.init_from_teacher_layers):
+      raise UserError(f"--stage={self.stage} and --init_from_teacher_layers "
+                      "need the teacher's layers: a --teacher_model "
+                      "SavedModel, not only --teacher_probs_file")
     distillation.validate_distill_flags(
         self.alpha, self.temperature, self.distill_objective,
         self.alpha_schedule, self.temperature_schedule, self.ensemble_mean)
@@ -272,14 +279,16 @@ class DistillConfig(RunConfig):
 
   def training_keys(self) -> tuple[str, ...]:
     return super().training_keys() + (
-        "teacher_model", "ensemble_mean", "alpha", "distill_objective",
+        "teacher_model", "teacher_probs_file", "ensemble_mean", "alpha",
+        "distill_objective",
         "alpha_schedule", "temperature_schedule", "transfer_file",
         "init_from_teacher_layers", "student_type", "stage",
         "intermediate_losses", "layer_map", "intermediate_fraction",
         "train_on_transfer_only")
 
   def path_keys(self) -> tuple[str, ...]:
-    return super().path_keys() + ("transfer_file", "teacher_model")
+    return super().path_keys() + ("transfer_file", "teacher_model",
+                                  "teacher_probs_file")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -179,3 +179,41 @@ def _read_bytes(path: str) -> bytes:
       return f.read()
   except tf.errors.NotFoundError:
     raise UserError(f"{path}: file not found") from None
+
+
+def read_probs_file(path: str, num_examples: int,
+                    num_labels: int) -> np.ndarray:
+  """A teacher given as a file -> its log-probabilities [N, C].
+
+  The file is `test_results.tsv`'s format: one line per training example
+  (the train split's order, then the transfer file's), C tab-separated class
+  probabilities summing to 1.  Log-probabilities serve as logits: softmax at
+  any temperature T gives p^(1/T) normalised, as a model's logits would.
+  """
+  try:
+    with open(path, encoding="utf-8") as f:
+      lines = [line.rstrip("\n") for line in f if line.strip()]
+  except FileNotFoundError:
+    raise UserError(f"--teacher_probs_file={path}: file not found") from None
+  except UnicodeDecodeError as e:
+    raise UserError(f"{path}: not UTF-8 ({e.reason})") from None
+  if len(lines) != num_examples:
+    raise UserError(
+        f"{path}: {len(lines)} lines, but there are {num_examples} training "
+        "examples (one line each: the train split, then the transfer file)")
+  probs = np.zeros([num_examples, num_labels], np.float64)
+  for i, line in enumerate(lines):
+    cells = line.split("\t")
+    try:
+      row = [float(c) for c in cells]
+    except ValueError:
+      raise UserError(f"{path}:{i + 1}: expected {num_labels} tab-separated "
+                      f"probabilities, got {line[:80]!r}") from None
+    if len(row) != num_labels:
+      raise UserError(f"{path}:{i + 1}: {len(row)} probabilities, the task "
+                      f"has {num_labels} labels")
+    if min(row) < 0 or not np.isfinite(row).all() or abs(sum(row) - 1) > 1e-3:
+      raise UserError(f"{path}:{i + 1}: probabilities must be >= 0 and sum "
+                      f"to 1, got {line[:80]!r}")
+    probs[i] = row
+  return np.log(np.maximum(probs, 1e-12)).astype(np.float32)

@@ -464,3 +464,80 @@ def test_late_problems_are_found_before_training(env, tmp_path, flags,
     run(env, out, do_train=True, **flags)
   assert message in str(error.value) and "\n" not in str(error.value)
   assert tf.train.latest_checkpoint(str(out)) is None
+
+
+def write_teacher_probs(env, path):
+  """The exported teacher's probabilities on the train split, in order, in
+  test_results.tsv's format."""
+  logits = serve(env["teacher"], features(env, train_texts(env)))["logits"]
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  path.write_text("".join("\t".join(repr(float(p)) for p in row) + "\n"
+                          for row in probs))
+  return logits
+
+
+def test_teacher_probs_file_teaches_as_the_model_would(env, tmp_path,
+                                                       caplog):
+  caplog.set_level(logging.INFO, logger="absl")
+  probs_file = tmp_path / "teacher_probs.tsv"
+  write_teacher_probs(env, probs_file)
+  config = distill_config(teacher_probs_file=str(probs_file), temperature=3.0)
+  task = processors.get_processor("emotion")
+  examples = task.get_train_examples(env["files"]["data_dir"])
+  from bert import classifier as classifier_lib
+  task_info = classifier_lib.Task(task, LABELS, None, None)
+  from_file = objective.logits_source(config, task_info, None, examples, 10)
+  assert "teacher_probs.tsv: accuracy" in caplog.text
+  student = modeling.BertClassifier(
+      modeling.BertConfig.from_json_file(env["student_config"]), 2)
+  f = {k: tf.constant(v) for k, v in
+       features(env, train_texts(env)[:8]).items()}
+  f["label_ids"] = tf.constant([0, 1] * 4)
+  f["has_label"] = tf.ones([8], tf.int32)
+  teacher = teacher_lib.Teacher([env["teacher"]])
+  losses = [float(objective.make_loss_fn(student, fn, config, 10)(
+      f, False, tf.constant(0, tf.int64))[0])
+            for fn in (from_file, objective.online_teacher_logits(teacher))]
+  # softmax(log p / T) = softmax(v / T): the same soft targets.
+  np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+
+
+def test_distil_from_a_probs_file_alone_and_in_an_ensemble(env, tmp_path,
+                                                          caplog):
+  caplog.set_level(logging.INFO, logger="absl")
+  probs_file = tmp_path / "teacher_probs.tsv"
+  write_teacher_probs(env, probs_file)
+  out = tmp_path / "file_only"
+  run(env, out, do_train=True, do_eval=True, teacher_model="",
+      teacher_probs_file=str(probs_file))
+  results = read_results(out / "eval_results.txt")
+  assert int(results["global_step"]) == 12
+  assert "eval_teacher_agreement" not in results
+  record = json.loads((out / "run_config.json").read_text())
+  assert record["teacher"]["probs_file"] == str(probs_file)
+  caplog.clear()
+  out = tmp_path / "ensemble"
+  run(env, out, do_train=True, do_eval=True, cache_teacher_logits=True,
+      teacher_probs_file=str(probs_file))
+  assert f"Teacher {env['teacher']}: accuracy" in caplog.text
+  assert "teacher_probs.tsv: accuracy" in caplog.text
+  assert "eval_teacher_agreement" in read_results(out / "eval_results.txt")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("0.5\t0.5\n", "1 lines, but there are 96 training examples"),
+    ("0.5\t0.5\n" * 95 + "0.9\t0.3\n", "teacher_probs.tsv:96: probabilities "
+     "must be >= 0 and sum to 1"),
+    ("0.5\t0.5\n" * 95 + "1.0\n", "teacher_probs.tsv:96: 1 probabilities, "
+     "the task has 2 labels"),
+])
+def test_bad_probs_file_is_one_line(env, tmp_path, content, message):
+  probs_file = tmp_path / "teacher_probs.tsv"
+  probs_file.write_text(content)
+  out = tmp_path / "out"
+  with pytest.raises(UserError) as e:
+    run(env, out, do_train=True, teacher_model="",
+        teacher_probs_file=str(probs_file))
+  assert message in str(e.value) and "\n" not in str(e.value)
+  assert tf.train.latest_checkpoint(str(out)) is None

@@ -70,7 +70,8 @@ def test_run_config_rejects(tmp_path, values, message):
 
 
 @pytest.mark.parametrize("values, message", [
-    ({}, "--teacher_model is required for --do_train"),
+    ({}, "--teacher_model (or --teacher_probs_file) is required for "
+     "--do_train"),
     ({"teacher_model": "t", "do_distill": True}, "--do_distill is "
      "run_classifier.py's"),
     ({"teacher_model": "t", "alpha": 1.5}, "--alpha must be in [0, 1]"),
@@ -184,3 +185,13 @@ def test_unreadable_record_is_one_line(tmp_path):
   with pytest.raises(UserError, match="run_config.json: not a readable run "
                      "record"):
     run_config.read_record(str(tmp_path))
+
+
+def test_a_probs_file_teacher_has_no_layers(tmp_path):
+  with pytest.raises(UserError, match="need the teacher's layers: a "
+                     "--teacher_model SavedModel"):
+    DistillConfig.from_values(base(
+        tmp_path, teacher_probs_file="p.tsv", stage="intermediate",
+        intermediate_losses=["hidden"])).validate()
+  DistillConfig.from_values(base(tmp_path,
+                                 teacher_probs_file="p.tsv")).validate()
