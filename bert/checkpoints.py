@@ -24,6 +24,18 @@ from bert.errors import UserError
 _TRAINING_STATE = re.compile(r"(/adam_[mv]$|^global_step$|^cls/)")
 
 
+def trained_source(output_dir: str | None, init_checkpoint: str | None) -> str:
+  """What eval, predict and export load: the output dir when it holds a
+  checkpoint, else --init_checkpoint."""
+  if output_dir and tf.train.latest_checkpoint(output_dir):
+    return output_dir
+  if init_checkpoint:
+    return init_checkpoint
+  raise UserError(f"no checkpoint in --output_dir={output_dir} and no "
+                  "--init_checkpoint: train first (--do_train) or pass a "
+                  "trained checkpoint")
+
+
 def is_training_state(name: str) -> bool:
   """Optimiser slots, global_step and the pre-training heads (`cls/...`)."""
   return bool(_TRAINING_STATE.search(name))

@@ -162,15 +162,8 @@ def init_model(model: tf.Module, init_checkpoint: str | None,
 def load_trained(config: RunConfig, model: tf.Module) -> int:
   """Loads the latest checkpoint of the output dir, else --init_checkpoint,
   for eval, predict or export.  Returns its global step."""
-  output_dir = config.output_dir
-  if output_dir and tf.train.latest_checkpoint(output_dir):
-    source = output_dir
-  elif config.init_checkpoint:
-    source = config.init_checkpoint
-  else:
-    raise UserError(f"no checkpoint in --output_dir={output_dir} and no "
-                    "--init_checkpoint: train first (--do_train) or pass a "
-                    "fine-tuned checkpoint")
+  source = checkpoints.trained_source(config.output_dir,
+                                      config.init_checkpoint)
   variables = modeling.variables_by_name(model)
   report = checkpoints.load_by_name(variables, source, strict=True)
   return checkpoints.read_global_step(report.checkpoint)

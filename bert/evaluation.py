@@ -30,13 +30,18 @@ def predict_logits(forward: Callable[[dict], tf.Tensor],
   return {k: np.concatenate(v) for k, v in outputs.items()}
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+  """log softmax over the last axis, in float64: [..., C] -> [..., C]."""
+  logits = logits.astype(np.float64)
+  log_probs = logits - logits.max(-1, keepdims=True)
+  return log_probs - np.log(np.exp(log_probs).sum(-1, keepdims=True))
+
+
 def classification_metrics(logits: np.ndarray, labels: np.ndarray,
                            num_labels: int) -> dict[str, float]:
   """Accuracy and mean cross-entropy; F1 of label 1 and Matthews correlation
   for binary tasks.  logits [N, C], labels [N]."""
-  logits = logits.astype(np.float64)
-  log_probs = logits - logits.max(-1, keepdims=True)
-  log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+  log_probs = log_softmax(logits)
   predictions = logits.argmax(-1)
   metrics = {
       "eval_accuracy": float((predictions == labels).mean()),

@@ -20,6 +20,7 @@ import random
 import numpy as np
 import tensorflow as tf
 
+from bert import evaluation
 from bert.errors import UserError
 
 # Google's feature spec, with max_seq_length S and max_predictions P.
@@ -112,9 +113,7 @@ class Metrics:
           loss) -> None:
     """One batch's outputs (numpy): mlm_logits [B, P, V], nsp_logits [B, 2],
     loss the batch's total loss."""
-    mlm_logits = mlm_logits.astype(np.float64)
-    log_probs = mlm_logits - mlm_logits.max(-1, keepdims=True)
-    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+    log_probs = evaluation.log_softmax(mlm_logits)
     nll = -np.take_along_axis(log_probs, label_ids[..., None], -1)[..., 0]
     w = label_weights.astype(np.float64)
     s = self.sums
@@ -122,12 +121,10 @@ class Metrics:
                                     label_ids)).sum())
     s["mlm_loss"] += float((w * nll).sum())
     s["mlm_weight"] += float(w.sum())
-    nsp = nsp_logits.astype(np.float64)
-    nsp_log_probs = nsp - nsp.max(-1, keepdims=True)
-    nsp_log_probs -= np.log(np.exp(nsp_log_probs).sum(-1, keepdims=True))
+    nsp_log_probs = evaluation.log_softmax(nsp_logits)
     s["nsp_loss"] += float(-nsp_log_probs[np.arange(len(nsp_labels)),
                                           nsp_labels].sum())
-    s["nsp_correct"] += float((nsp.argmax(-1) == nsp_labels).sum())
+    s["nsp_correct"] += float((nsp_logits.argmax(-1) == nsp_labels).sum())
     s["examples"] += len(nsp_labels)
     s["loss"] += float(loss)
     s["batches"] += 1

@@ -137,11 +137,8 @@ def load_for_eval(config: run_config.PretrainConfig,
                   model: modeling.BertForPreTraining) -> int:
   """The output dir's latest checkpoint, else --init_checkpoint, heads
   included; returns its global step."""
-  source = (config.output_dir if tf.train.latest_checkpoint(config.output_dir)
-            else config.init_checkpoint)
-  if not source:
-    raise UserError(f"no checkpoint in --output_dir={config.output_dir} and "
-                    "no --init_checkpoint to evaluate")
+  source = checkpoints.trained_source(config.output_dir,
+                                      config.init_checkpoint)
   report = checkpoints.load_by_name(modeling.variables_by_name(model), source)
   heads = [n for n in report.missing if n.startswith("cls/")]
   if heads:
