@@ -10,9 +10,11 @@ N = attention heads, D = H / N, C = number of labels.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import threading
 from typing import Any, NamedTuple
 
 import tensorflow as tf
@@ -181,10 +183,43 @@ class LayerNorm(tf.Module):
     return (x - mean) * tf.math.rsqrt(variance + 1e-12) * self.gamma + self.beta
 
 
+class _DropoutSeed(threading.local):
+  """The seed of the training step being traced, per replica thread
+  (MirroredStrategy traces each replica in a thread of its own)."""
+  seed: tf.Tensor | None = None
+  calls: int = 0
+
+
+_dropout_seed = _DropoutSeed()
+
+
+@contextlib.contextmanager
+def dropout_seed(seed: tf.Tensor):
+  """Within, `dropout` masks are a pure function of `seed` ([2] int64, e.g.
+  (run seed, step)) and the call's position in the traced step.
+
+  A stateful RNG restarts with the process, so a resumed run would draw other
+  masks than an uninterrupted one; a seed derived from the step makes the
+  resumed run draw exactly the same ones.
+  """
+  saved = (_dropout_seed.seed, _dropout_seed.calls)
+  _dropout_seed.seed, _dropout_seed.calls = seed, 0
+  try:
+    yield
+  finally:
+    _dropout_seed.seed, _dropout_seed.calls = saved
+
+
 def dropout(x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
+  """Inverted dropout; stateless inside `dropout_seed`, stateful outside."""
   if not training or rate == 0.0:
     return x
-  return tf.nn.dropout(x, rate=rate)
+  if _dropout_seed.seed is None:
+    return tf.nn.dropout(x, rate=rate)
+  call_seed = tf.random.experimental.stateless_fold_in(
+      _dropout_seed.seed, _dropout_seed.calls)
+  _dropout_seed.calls += 1
+  return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=call_seed)
 
 
 def attention_mask_adder(input_mask: tf.Tensor) -> tf.Tensor:

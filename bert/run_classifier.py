@@ -183,7 +183,8 @@ def run(config: run_config.RunConfig) -> None:
         num_train_steps=steps,
         learning_rate=classifier.learning_rate(config, steps, warmup),
         save_checkpoints_steps=config.save_checkpoints_steps,
-        log_every=config.log_steps, keep_checkpoints=config.keep_checkpoint_max)
+        log_every=config.log_steps, keep_checkpoints=config.keep_checkpoint_max,
+        seed=config.seed)
     run_config.write_record(config)
     if not trainer.restore():
       if config.bert_hub_module_handle:

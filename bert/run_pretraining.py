@@ -191,7 +191,8 @@ def run(config: run_config.PretrainConfig) -> None:
             config.learning_rate, config.num_train_steps,
             config.num_warmup_steps),
         save_checkpoints_steps=config.save_checkpoints_steps,
-        log_every=config.log_steps, keep_checkpoints=config.keep_checkpoint_max)
+        log_every=config.log_steps, keep_checkpoints=config.keep_checkpoint_max,
+        seed=config.seed)
     run_config.write_record(config)
     if not trainer.restore():
       if config.init_checkpoint:

@@ -136,8 +136,12 @@ class Trainer:
                save_checkpoints_steps: int = 1000,
                log_every: int = 50, keep_checkpoints: int = 3,
                trainable_variables: Iterable[tf.Variable] | None = None,
-               extra_checkpoint_variables: dict | None = None):
+               extra_checkpoint_variables: dict | None = None,
+               seed: int | None = None):
     self.model = model
+    # Dropout masks come from (seed, step, replica): with the seeded input
+    # order this makes a resumed run equal an uninterrupted one.
+    self.seed = 0 if seed is None else seed
     self.loss_fn = loss_fn
     self.strategy = strategy
     self.output_dir = output_dir
@@ -192,9 +196,13 @@ class Trainer:
   def _train_step_fn(self):
     def replica_step(features):
       features = data.trim_batch(features)
-      with tf.GradientTape() as tape:
-        loss, metrics = self.loss_fn(features, True,
-                                     self.optimizer.global_step.value())
+      step = self.optimizer.global_step.value()
+      replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+      stream = (tf.cast(step, tf.int64) * self.strategy.num_replicas_in_sync
+                + tf.cast(replica, tf.int64))
+      with tf.GradientTape() as tape, modeling.dropout_seed(
+          tf.stack([tf.constant(self.seed, tf.int64), stream])):
+        loss, metrics = self.loss_fn(features, True, step)
         # The optimiser sums gradients over replicas.
         scaled = loss / self.strategy.num_replicas_in_sync
       grads = tape.gradient(scaled, self.variables)

@@ -267,3 +267,53 @@ def test_use_tpu_without_a_tpu_stops_before_training(paths):
   assert "\n" not in str(e.value)
   assert not os.path.exists(os.path.join(paths["output_dir"],
                                          "run_config.json"))
+
+
+def _final_weights(output_dir):
+  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(output_dir))
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()}
+
+
+def test_run_killed_and_resumed_equals_an_uninterrupted_run(paths, tmp_path):
+  """kill -9 between two checkpoints, resume: the same weights as a run never
+  interrupted (seeded input order skipped to the step, dropout masks drawn
+  from (seed, step), optimiser state in the checkpoint)."""
+  flags = {"num_train_epochs": 20, "save_checkpoints_steps": 10,
+           "keep_checkpoint_max": 2}                     # 240 steps
+  run(paths, do_train=True, **flags)
+  uninterrupted = _final_weights(paths["output_dir"])
+  killed = {**paths, "output_dir": str(tmp_path / "killed")}
+  base = {"task_name": "emotion", "max_seq_length": 16, "train_batch_size": 8,
+          "learning_rate": 2e-3, "log_steps": 20, "do_train": True,
+          **killed, **flags}
+  argv = [sys.executable, "-m", "bert.run_classifier"] + [
+      f"--{k}={v}" for k, v in base.items()]
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  try:
+    while proc.poll() is None:
+      step = checkpoints.read_global_step(killed["output_dir"]) if (
+          tf.train.latest_checkpoint(killed["output_dir"])) else 0
+      if step >= 30:
+        proc.kill()  # SIGKILL: nothing runs after it.
+        break
+    proc.wait()
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+  assert proc.returncode == -9, "training ended before it could be killed"
+  killed_at = checkpoints.read_global_step(killed["output_dir"])
+  assert 30 <= killed_at < 240
+  resumed = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True,
+                           text=True)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert f"Resuming from" in resumed.stderr
+  weights = _final_weights(killed["output_dir"])
+  assert weights.keys() == uninterrupted.keys()
+  assert weights["global_step"] == 240
+  for name, value in uninterrupted.items():
+    np.testing.assert_allclose(weights[name], value, rtol=1e-5, atol=1e-6,
+                               err_msg=name)

@@ -120,6 +120,27 @@ def test_dropout_only_in_training():
   assert np.abs(c.numpy() - a.numpy()).max() > 1e-6
 
 
+def test_seeded_dropout_is_a_function_of_the_seed():
+  model = modeling.BertClassifier(tiny_config(), num_labels=2)
+  ids, mask, segments = batch()
+
+  def forward(seed):
+    with modeling.dropout_seed(tf.constant(seed, tf.int64)):
+      return model(ids, mask, segments, training=True).numpy()
+
+  np.testing.assert_array_equal(forward([1, 7]), forward([1, 7]))
+  assert np.abs(forward([1, 7]) - forward([1, 8])).max() > 1e-6
+  assert np.abs(forward([1, 7]) - forward([2, 7])).max() > 1e-6
+  # Each call inside one step draws its own mask, at the inverted scale.
+  x = tf.ones([1000])
+  with modeling.dropout_seed(tf.constant([3, 4], tf.int64)):
+    first = modeling.dropout(x, 0.5, True).numpy()
+    second = modeling.dropout(x, 0.5, True).numpy()
+  assert set(np.unique(first)) <= {0.0, 2.0}
+  assert 400 < (first == 0).sum() < 600
+  assert (first != second).any()
+
+
 @pytest.mark.parametrize("name,reference", [
     ("gelu", lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) *
                                               (x + 0.044715 * x**3)))),
