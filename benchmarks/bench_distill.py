@@ -207,7 +207,7 @@ def build_mode(mode: str, s: dict, teacher, info: dict):
   # The Trainer's own compiled step, driven here rather than by
   # Trainer.train so that the timed window excludes tracing, logging and
   # checkpoints, and the modes can take turns.
-  train_step = trainer._train_step_fn()  # pylint: disable=protected-access
+  train_step = trainer.make_train_step()
   if mode == "seed":
     batches = dataset.as_numpy_iterator()
     # The teacher's work happens here, in the timed call, never ahead of it

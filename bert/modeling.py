@@ -166,8 +166,9 @@ class Dense(tf.Module):
     self.bias = _zeros(f"{scope}/bias", [out_dim])
 
   def __call__(self, x: tf.Tensor) -> tf.Tensor:
-    """[..., in] -> [..., out]."""
-    return tf.matmul(x, self.kernel) + self.bias
+    """[..., in] -> [..., out], in x's dtype."""
+    return (tf.matmul(x, tf.cast(self.kernel, x.dtype)) +
+            tf.cast(self.bias, x.dtype))
 
 
 class LayerNorm(tf.Module):
@@ -179,8 +180,12 @@ class LayerNorm(tf.Module):
     self.beta = _zeros(f"{scope}/beta", [dim])
 
   def __call__(self, x: tf.Tensor) -> tf.Tensor:
-    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
-    return (x - mean) * tf.math.rsqrt(variance + 1e-12) * self.gamma + self.beta
+    """[..., H] -> [..., H] in x's dtype; statistics in float32 (an epsilon
+    of 1e-12 and a variance are beyond bfloat16/float16)."""
+    x32 = tf.cast(x, tf.float32)
+    mean, variance = tf.nn.moments(x32, axes=[-1], keepdims=True)
+    y = (x32 - mean) * tf.math.rsqrt(variance + 1e-12) * self.gamma + self.beta
+    return tf.cast(y, x.dtype)
 
 
 class _DropoutSeed(threading.local):
@@ -222,9 +227,35 @@ def dropout(x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
   return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=call_seed)
 
 
+class _ComputeDtype(threading.local):
+  dtype: tf.DType = tf.float32
+
+
+_compute_dtype = _ComputeDtype()
+
+
+@contextlib.contextmanager
+def compute_dtype(dtype: tf.DType):
+  """Within, models compute in `dtype` (bfloat16 or float16: mixed precision).
+
+  Variables stay float32 and are cast where they are used, so gradients,
+  optimiser slots and checkpoints are float32; LayerNorm statistics, the
+  attention softmax and every model's logits are float32.  Outside (eval,
+  predict, export), models compute in float32.
+  """
+  saved = _compute_dtype.dtype
+  _compute_dtype.dtype = tf.as_dtype(dtype)
+  try:
+    yield
+  finally:
+    _compute_dtype.dtype = saved
+
+
 def attention_mask_adder(input_mask: tf.Tensor) -> tf.Tensor:
   """[B, S] 1/0 mask -> [B, 1, 1, S] additive mask: 0 kept, -10000 masked."""
-  mask = tf.cast(input_mask[:, tf.newaxis, tf.newaxis, :], tf.float32)
+  # expand_dims, not [:, tf.newaxis, ...]: TF Lite has no strided slice
+  # that adds axes.
+  mask = tf.cast(tf.expand_dims(tf.expand_dims(input_mask, 1), 1), tf.float32)
   return (1.0 - mask) * -10000.0
 
 
@@ -255,9 +286,11 @@ class Attention(tf.Module):
     q = self._split_heads(self.query(x), batch, seq)
     k = self._split_heads(self.key(x), batch, seq)
     v = self._split_heads(self.value(x), batch, seq)
-    scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(
-        self.head_size)) + mask_adder
-    probs = tf.nn.softmax(scores)
+    scores = tf.matmul(q, k, transpose_b=True) * tf.cast(
+        1.0 / math.sqrt(self.head_size), x.dtype)
+    # float32: -10000 + a score, and the softmax's sums, need its precision.
+    scores = tf.cast(scores, tf.float32) + mask_adder
+    probs = tf.cast(tf.nn.softmax(scores), x.dtype)
     context = tf.matmul(dropout(probs, self.dropout_rate, training), v)
     context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]),
                          [batch * seq, self.num_heads * self.head_size])
@@ -300,6 +333,10 @@ class BertOutputs(NamedTuple):
   sequence_output: tf.Tensor     # [B, S, H], the last layer
   pooled_output: tf.Tensor       # [B, H], tanh(dense([CLS]))
 
+  def to_float32(self) -> "BertOutputs":
+    """The same outputs in float32 (under `compute_dtype` they are not)."""
+    return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), self)
+
 
 class BertModel(tf.Module):
   """Embeddings, encoder and pooler, with Google's variable names."""
@@ -327,9 +364,10 @@ class BertModel(tf.Module):
     seq = tf.shape(input_ids)[1]
     x = (tf.gather(self.word_embeddings, input_ids) +
          tf.gather(self.token_type_embeddings, segment_ids) +
-         self.position_embeddings[tf.newaxis, :seq])
-    return dropout(self.embedding_norm(x), self.config.hidden_dropout_prob,
-                   training)
+         self.position_embeddings[:seq])  # [S, H], broadcast over B
+    # The one place the compute dtype enters: every layer follows x's dtype.
+    x = tf.cast(self.embedding_norm(x), _compute_dtype.dtype)
+    return dropout(x, self.config.hidden_dropout_prob, training)
 
   def __call__(self, input_ids: tf.Tensor, input_mask: tf.Tensor | None = None,
                segment_ids: tf.Tensor | None = None,
@@ -376,8 +414,9 @@ class BertClassifier(tf.Module):
     """int [B, S] inputs -> (logits [B, C], BertOutputs)."""
     outputs = self.bert(input_ids, input_mask, segment_ids, training)
     pooled = dropout(outputs.pooled_output, 0.1, training)
-    logits = tf.matmul(pooled, self.output_weights, transpose_b=True)
-    return logits + self.output_bias, outputs
+    logits = tf.matmul(pooled, tf.cast(self.output_weights, pooled.dtype),
+                       transpose_b=True)
+    return tf.cast(logits, tf.float32) + self.output_bias, outputs
 
   def __call__(self, input_ids, input_mask, segment_ids,
                training: bool = False) -> tf.Tensor:
@@ -405,8 +444,9 @@ class MaskedLMHead(tf.Module):
   def __call__(self, sequence_output: tf.Tensor) -> tf.Tensor:
     """sequence_output [B, S, H] (any leading dims) -> logits [B, S, V]."""
     x = self.transform_norm(self.activation(self.transform(sequence_output)))
-    logits = tf.matmul(x, self.word_embeddings, transpose_b=True)
-    return logits + self.output_bias
+    logits = tf.matmul(x, tf.cast(self.word_embeddings, x.dtype),
+                       transpose_b=True)
+    return tf.cast(logits, tf.float32) + self.output_bias
 
 
 class NextSentenceHead(tf.Module):
@@ -421,8 +461,8 @@ class NextSentenceHead(tf.Module):
     self.output_bias = _zeros("cls/seq_relationship/output_bias", [2])
 
   def __call__(self, pooled_output: tf.Tensor) -> tf.Tensor:
-    """[B, H] -> [B, 2]."""
-    return tf.matmul(pooled_output, self.output_weights,
+    """[B, H] -> float32 [B, 2]."""
+    return tf.matmul(tf.cast(pooled_output, tf.float32), self.output_weights,
                      transpose_b=True) + self.output_bias
 
 

@@ -38,6 +38,7 @@ from absl import app, flags, logging
 from bert import files, modeling, processors
 from bert.errors import UserError, exit_on_error
 from bert.export import ExportedClassifier
+from bert.quantize import TFLITE_FILE, TfliteClassifier
 
 FLAGS = flags.FLAGS
 
@@ -83,9 +84,17 @@ def count_parameters(model: ExportedClassifier) -> int:
 
 
 def directory_size(path: str) -> int:
-  """Bytes of every file below `path`."""
+  """Bytes of every file below `path` but an int8 copy (`model.tflite`)."""
   return sum(os.path.getsize(os.path.join(root, f))
-             for root, _, files in os.walk(path) for f in files)
+             for root, _, files in os.walk(path) for f in files
+             if not (root == path and f == TFLITE_FILE))
+
+
+def model_size(model: ExportedClassifier) -> int:
+  """What a server loads: the SavedModel, or the TF Lite file."""
+  if isinstance(model, TfliteClassifier):
+    return os.path.getsize(model.tflite_path)
+  return directory_size(model.dir)
 
 
 def call_times(fn: Callable[[], object], runs: int) -> list[float]:
@@ -127,8 +136,8 @@ def measure_speeds(models: Sequence[ExportedClassifier], seq_length: int,
   """
   def caller(model, batch):
     features = random_features(model, batch, seq_length)
-    # .numpy() waits for the result, as a client would.
-    return lambda: model.serving_default(**features)["logits"].numpy()
+    # np.asarray waits for the result, as a client would.
+    return lambda: np.asarray(model.serving_default(**features)["logits"])
 
   calls = [(caller(m, 1), caller(m, batch_size)) for m in models]
   for one, many in calls:
@@ -183,10 +192,21 @@ def read_split(processor, data_dir: str, split: str) -> list:
 def evaluate_models(models: list[tuple[str, str]], data_dir: str,
                     task_name: str | None = None, seq_length: int = 128,
                     batch_size: int = 32, latency_runs: int = 100,
-                    throughput_runs: int = 20,
-                    warmup: int = 5) -> list[ModelReport]:
-  """Measures every model; the first is the reference for agreement."""
-  loaded = [ExportedClassifier(path) for _, path in models]
+                    throughput_runs: int = 20, warmup: int = 5,
+                    int8: bool = False) -> list[ModelReport]:
+  """Measures every model; the first is the reference for agreement.
+
+  With `int8`, each model is followed by `<name>_int8`: its `model.tflite`
+  (from `python -m bert.quantize`) run by the TF Lite interpreter.
+  """
+  if int8:
+    models = [m for name, path in models
+              for m in ((name, path), (name + "_int8", path))]
+    names = {name for name, _ in models[1::2]}
+  else:
+    names = set()
+  loaded = [TfliteClassifier(path) if name in names else
+            ExportedClassifier(path) for name, path in models]
   for model in loaded:
     if not model.label_list:
       raise UserError(f"{model.dir}: export_info.json has no label_list")
@@ -206,8 +226,9 @@ def evaluate_models(models: list[tuple[str, str]], data_dir: str,
     agreement = (float(np.mean(predicted["test"] == reference))
                  if len(reference) else None)
     reports.append(ModelReport(
-        name=name, path=model.dir, parameters=count_parameters(model),
-        size_bytes=directory_size(model.dir), latency_ms=latency,
+        name=name, path=getattr(model, "tflite_path", model.dir),
+        parameters=count_parameters(model),
+        size_bytes=model_size(model), latency_ms=latency,
         throughput=throughput,
         dev_accuracy=accuracy(predicted["dev"], splits["dev"], model.label_list),
         test_accuracy=accuracy(predicted["test"], splits["test"],
@@ -223,7 +244,7 @@ def _pct(value: float | None) -> str:
 
 def markdown_table(reports: Sequence[ModelReport], batch_size: int) -> str:
   ref = reports[0]
-  header = ["model", "parameters", "SavedModel size",
+  header = ["model", "parameters", "size on disk",
             "latency, batch 1 (ms)", "speed-up at batch 1",
             f"throughput, batch {batch_size} (examples/s)", "dev accuracy",
             "test accuracy", f"test agreement with {ref.name}"]
@@ -255,6 +276,17 @@ def interpretation(reports: Sequence[ModelReport]) -> str:
       s += f" and it agrees with `{ref.name}` on {_pct(r.test_agreement)} of test"
     sentences.append(s + ".")
   for r in reports:
+    int8 = by_name.get(r.name + "_int8")
+    if int8 is not None:
+      s = (f"The int8 TF Lite copy of `{r.name}` runs at "
+           f"{int8.latency_ms:.2f} ms vs {r.latency_ms:.2f} ms at batch 1 "
+           f"({r.latency_ms / int8.latency_ms:.2f}x) in "
+           f"{int8.size_bytes / r.size_bytes:.0%} of the size")
+      if r.test_accuracy is not None and int8.test_accuracy is not None:
+        s += (f"; test accuracy {_pct(int8.test_accuracy)} vs "
+              f"{_pct(r.test_accuracy)} "
+              f"({100 * (int8.test_accuracy - r.test_accuracy):+.2f} points)")
+      sentences.append(s + ".")
     plain = by_name.get(r.name + "_plain")
     if (plain is not None and r.test_accuracy is not None
         and plain.test_accuracy is not None):
@@ -346,6 +378,9 @@ def define_flags() -> None:
   flags.DEFINE_integer("latency_runs", 100, "Timed calls at batch 1.")
   flags.DEFINE_integer("throughput_runs", 20, "Timed calls at --batch_size.")
   flags.DEFINE_integer("warmup_runs", 5, "Untimed calls before timing.")
+  flags.DEFINE_bool("int8", False, "Also measure each model's int8 TF Lite "
+                    "copy (model.tflite in its version directory, made by "
+                    "python -m bert.quantize), as <name>_int8.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -360,7 +395,7 @@ def main(argv: Sequence[str]) -> None:
   reports = evaluate_models(
       parse_models(FLAGS.models or []), FLAGS.data_dir, FLAGS.task_name,
       FLAGS.seq_length, FLAGS.batch_size, FLAGS.latency_runs,
-      FLAGS.throughput_runs, max(0, FLAGS.warmup_runs))
+      FLAGS.throughput_runs, max(0, FLAGS.warmup_runs), FLAGS.int8)
   table = write_report(reports, FLAGS.output_dir, FLAGS.seq_length,
                        FLAGS.batch_size, FLAGS.latency_runs,
                        FLAGS.throughput_runs)

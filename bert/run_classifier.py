@@ -115,6 +115,12 @@ def define_flags() -> None:
   f.DEFINE_enum("distribution_strategy", "auto", training.STRATEGIES,
                 "auto: a TPU with --use_tpu, MirroredStrategy over several "
                 "GPUs, else one device.")
+  f.DEFINE_enum("precision", "float32", list(training.PRECISIONS),
+                "What training computes in. mixed_bfloat16 (CPUs with AMX or "
+                "AVX512-BF16, TPUs, Ampere+ GPUs) and mixed_float16 (GPUs; "
+                "dynamic loss scaling) keep variables, optimiser state and "
+                "checkpoints in float32; eval, predict and exports compute "
+                "in float32.")
   f.DEFINE_bool("use_tpu", False, "Train on the Cloud TPU --tpu_name.")
   f.DEFINE_string("tpu_name", None, "The Cloud TPU (its name, a grpc:// "
                   "address, or 'local' on a TPU VM).")
@@ -184,7 +190,7 @@ def run(config: run_config.RunConfig) -> None:
         learning_rate=classifier.learning_rate(config, steps, warmup),
         save_checkpoints_steps=config.save_checkpoints_steps,
         log_every=config.log_steps, keep_checkpoints=config.keep_checkpoint_max,
-        seed=config.seed)
+        seed=config.seed, precision=config.precision)
     run_config.write_record(config)
     if not trainer.restore():
       if config.bert_hub_module_handle:

@@ -130,7 +130,8 @@ def run(config: run_config.DistillConfig) -> None:
         save_checkpoints_steps=config.save_checkpoints_steps,
         log_every=config.log_steps, keep_checkpoints=config.keep_checkpoint_max,
         trainable_variables=plan.trainable_variables(model),
-        extra_checkpoint_variables=plan.extra_variables, seed=config.seed)
+        extra_checkpoint_variables=plan.extra_variables, seed=config.seed,
+        precision=config.precision)
     run_config.write_record(
         config, {"teacher": objective.teacher_record(config, teacher)})
     if not trainer.restore():

@@ -105,6 +105,7 @@ class RunConfig(Config):
   tpu_zone: str | None = None
   gcp_project: str | None = None
   distribution_strategy: str = "auto"
+  precision: str = "float32"
   bert_hub_module_handle: str | None = None
   do_export_encoder: bool = False
 
@@ -138,6 +139,11 @@ class RunConfig(Config):
     if self.do_export and not self.export_dir:
       raise UserError("--do_export needs --export_dir (the base directory "
                       "of the exported versions, e.g. export/teacher)")
+    _check_precision(self.precision)
+    if self.bert_hub_module_handle and self.precision != "float32":
+      raise UserError(f"--precision={self.precision} with "
+                      "--bert_hub_module_handle is not supported: a TF Hub "
+                      "encoder computes in its own dtype")
     _at_least("max_seq_length", self.max_seq_length, 2)
     batch_sizes = (("train_batch_size", self.do_train),
                    ("eval_batch_size", self.do_eval),
@@ -176,7 +182,7 @@ class RunConfig(Config):
             "num_train_epochs", "warmup_proportion", "group_by_length",
             "seed", "do_distill", "temperature", "text_column",
             "text_b_column", "label_column", "labels", "has_header",
-            "bert_hub_module_handle")
+            "bert_hub_module_handle", "precision")
 
   def path_keys(self) -> tuple[str, ...]:
     """Fields holding file paths (recorded as absolute paths)."""
@@ -318,6 +324,7 @@ class PretrainConfig(Config):
   tpu_zone: str | None = None
   gcp_project: str | None = None
   distribution_strategy: str = "auto"
+  precision: str = "float32"
 
   SCRIPT = "run_pretraining.py"
 
@@ -327,6 +334,7 @@ class PretrainConfig(Config):
   def validate(self) -> None:
     if not (self.do_train or self.do_eval):
       raise UserError("at least one of --do_train, --do_eval must be set")
+    _check_precision(self.precision)
     for name in ("input_file", "output_dir", "bert_config_file"):
       if not getattr(self, name):
         raise UserError(f"--{name} is required")
@@ -348,7 +356,7 @@ class PretrainConfig(Config):
   def training_keys(self) -> tuple[str, ...]:
     return ("input_file", "bert_config_file", "init_checkpoint",
             "max_seq_length", "max_predictions_per_seq", "train_batch_size",
-            "learning_rate", "num_warmup_steps", "seed")
+            "learning_rate", "num_warmup_steps", "seed", "precision")
 
   def path_keys(self) -> tuple[str, ...]:
     return ("output_dir", "bert_config_file", "vocab_file", "init_checkpoint")
@@ -357,6 +365,14 @@ class PretrainConfig(Config):
 # Training settings that a resumed run may change (with a warning): how long
 # it trains.
 LENGTH_KEYS = ("num_train_epochs", "num_train_steps")
+
+
+def _check_precision(precision: str) -> None:
+  # Not training.PRECISIONS: this module must not import TensorFlow.
+  allowed = ("float32", "mixed_bfloat16", "mixed_float16")
+  if precision not in allowed:
+    raise UserError(f"--precision={precision}: expected one of "
+                    f"{', '.join(allowed)}")
 
 
 def _at_least(name: str, value: int, low: int) -> None:

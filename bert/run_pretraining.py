@@ -71,6 +71,9 @@ def define_flags() -> None:
   define("enum", "distribution_strategy", "auto", "auto: a TPU with "
          "--use_tpu, MirroredStrategy over several GPUs, else one device.",
          training.STRATEGIES)
+  define("enum", "precision", "float32", "What training computes in "
+         "(mixed_bfloat16, mixed_float16: float32 variables and checkpoints).",
+         list(training.PRECISIONS))
   define("bool", "use_tpu", False, "Train on the Cloud TPU --tpu_name.")
   define("string", "tpu_name", None, "The Cloud TPU.")
   define("string", "tpu_zone", None, "GCE zone of --tpu_name.")
@@ -192,7 +195,7 @@ def run(config: run_config.PretrainConfig) -> None:
             config.num_warmup_steps),
         save_checkpoints_steps=config.save_checkpoints_steps,
         log_every=config.log_steps, keep_checkpoints=config.keep_checkpoint_max,
-        seed=config.seed)
+        seed=config.seed, precision=config.precision)
     run_config.write_record(config)
     if not trainer.restore():
       if config.init_checkpoint:

@@ -269,7 +269,9 @@ def intermediate_loss(student_outputs: modeling.BertOutputs, teacher: dict,
     {"embedding": ..., "hidden": ..., "attention": ...} for the requested
     names; "hidden" and "attention" are sums over the mapped layers.
   """
-  teacher = {k: tf.stop_gradient(v) for k, v in teacher.items()}
+  teacher = {k: tf.stop_gradient(tf.cast(v, tf.float32))
+             for k, v in teacher.items()}
+  student_outputs = student_outputs.to_float32()
   out = {}
   if "embedding" in losses:
     out["embedding"] = masked_mse(

@@ -116,6 +116,15 @@ def check_batch_size(batch_size: int, strategy: tf.distribute.Strategy,
                     f"multiple of the {replicas} replicas")
 
 
+# --precision: the dtype models compute in while training (variables, slots
+# and checkpoints stay float32; see modeling.compute_dtype).
+PRECISIONS = {"float32": tf.float32, "mixed_bfloat16": tf.bfloat16,
+              "mixed_float16": tf.float16}
+# float16's dynamic loss scale: Keras's LossScaleOptimizer defaults.
+INITIAL_LOSS_SCALE = 2.0**15
+LOSS_SCALE_GROWTH_STEPS = 2000
+
+
 def set_seed(seed: int | None) -> None:
   if seed is not None:
     random.seed(seed)
@@ -137,8 +146,12 @@ class Trainer:
                log_every: int = 50, keep_checkpoints: int = 3,
                trainable_variables: Iterable[tf.Variable] | None = None,
                extra_checkpoint_variables: dict | None = None,
-               seed: int | None = None):
+               seed: int | None = None, precision: str = "float32"):
+    if precision not in PRECISIONS:
+      raise UserError(f"--precision={precision}: expected one of "
+                      f"{', '.join(PRECISIONS)}")
     self.model = model
+    self.compute_dtype = PRECISIONS[precision]
     # Dropout masks come from (seed, step, replica): with the seeded input
     # order this makes a resumed run equal an uninterrupted one.
     self.seed = 0 if seed is None else seed
@@ -152,10 +165,24 @@ class Trainer:
     self.variables = variables
     with strategy.scope():
       self.optimizer = optimization.AdamWeightDecay(variables, learning_rate)
+      self.loss_scale = self.good_steps = None
+      if precision == "mixed_float16":
+        # float16 gradients underflow below 6e-8: the loss is scaled up
+        # before the backward pass and the gradients down after it.
+        first_replica = tf.VariableAggregation.ONLY_FIRST_REPLICA
+        self.loss_scale = tf.Variable(INITIAL_LOSS_SCALE, trainable=False,
+                                      name="loss_scale",
+                                      aggregation=first_replica)
+        self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                      name="loss_scale_good_steps",
+                                      aggregation=first_replica)
     self.checkpoint_variables = {
         **modeling.variables_by_name(model),
         **(extra_checkpoint_variables or {}),
         **self.optimizer.checkpoint_variables()}
+    if self.loss_scale is not None:
+      self.checkpoint_variables.update(loss_scale=self.loss_scale,
+                                       loss_scale_good_steps=self.good_steps)
     self.writer = checkpoints.CheckpointWriter(
         self.checkpoint_variables, output_dir, max_to_keep=keep_checkpoints)
     self.summary_writer = tf.summary.create_file_writer(
@@ -193,7 +220,8 @@ class Trainer:
                       "same command again to resume.") from None
     logging.info("Saved %s", path)
 
-  def _train_step_fn(self):
+  def make_train_step(self):
+    """The compiled step: train_step(distributed iterator) -> metrics."""
     def replica_step(features):
       features = data.trim_batch(features)
       step = self.optimizer.global_step.value()
@@ -201,13 +229,20 @@ class Trainer:
       stream = (tf.cast(step, tf.int64) * self.strategy.num_replicas_in_sync
                 + tf.cast(replica, tf.int64))
       with tf.GradientTape() as tape, modeling.dropout_seed(
-          tf.stack([tf.constant(self.seed, tf.int64), stream])):
+          tf.stack([tf.constant(self.seed, tf.int64), stream])), \
+          modeling.compute_dtype(self.compute_dtype):
         loss, metrics = self.loss_fn(features, True, step)
         # The optimiser sums gradients over replicas.
         scaled = loss / self.strategy.num_replicas_in_sync
+        if self.loss_scale is not None:
+          scaled *= self.loss_scale
       grads = tape.gradient(scaled, self.variables)
+      if self.loss_scale is not None:
+        grads = [_divide(g, self.loss_scale) for g in grads]
       metrics = {**metrics, "loss": loss,
                  **self.optimizer.apply_gradients(grads)}
+      if self.loss_scale is not None:
+        metrics["loss_scale"] = self._update_loss_scale(metrics["skipped"])
       return metrics
 
     @tf.function
@@ -217,6 +252,23 @@ class Trainer:
               for k, v in metrics.items()}
 
     return train_step
+
+  def _update_loss_scale(self, skipped: tf.Tensor) -> tf.Tensor:
+    """Halves the scale after a step with Inf/NaN gradients (the optimiser
+    skipped it), doubles it after LOSS_SCALE_GROWTH_STEPS finite steps in a
+    row; returns the scale this step used."""
+    used = self.loss_scale.read_value()
+    overflow = skipped > 0
+    good = tf.where(overflow, tf.constant(0, tf.int64), self.good_steps + 1)
+    grow = good >= LOSS_SCALE_GROWTH_STEPS
+    self.loss_scale.assign(tf.where(
+        overflow, tf.maximum(used / 2, 1.0), tf.where(grow, used * 2, used)))
+    self.good_steps.assign(tf.where(grow, tf.constant(0, tf.int64), good))
+    return used
+
+  def _still_scaling(self) -> bool:
+    """float16 skips steps while its loss scale comes down from 2^15."""
+    return self.loss_scale is not None and float(self.loss_scale.numpy()) > 1
 
   def train(self, dataset: tf.data.Dataset, batch_size: int) -> dict:
     """Runs until `num_train_steps`, logging and checkpointing on the way."""
@@ -229,7 +281,7 @@ class Trainer:
       # order is seeded, so the same stream minus the batches already used.
       dataset = dataset.skip(start_step)
     iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
-    train_step = self._train_step_fn()
+    train_step = self.make_train_step()
     logging.info("Training steps %d..%d, batch size %d", start_step + 1,
                  self.num_train_steps, batch_size)
     window_start, window_steps = time.time(), 0
@@ -253,15 +305,19 @@ class Trainer:
                 metrics["learning_rate"]), rate, _format_seconds(eta),
             "".join(f" {k} {v:.4f}" for k, v in sorted(means.items())
                     if k not in ("loss", "learning_rate", "grad_norm",
-                                 "skipped")))
+                                 "skipped", "loss_scale")))
         skipped = round(sums.get("skipped", 0.0))
-        if skipped == window_steps:
+        if skipped == window_steps and not self._still_scaling():
           raise UserError(
               f"step {step}: the gradients of all of the last {skipped} steps "
               f"were Inf or NaN (loss {means['loss']:.4g}); stopping. "
               f"{self._last_checkpoint_note()}Lower --learning_rate, or look "
               "for bad values in the inputs or the teacher's outputs.")
-        if skipped:
+        if skipped and self.loss_scale is not None:
+          logging.info("%d of the last %d steps overflowed in float16 and "
+                       "were skipped; loss scale now %g", skipped,
+                       window_steps, float(self.loss_scale.numpy()))
+        elif skipped:
           logging.warning("%d of the last %d steps had Inf/NaN gradients and "
                           "were skipped (exploding gradients: a lower "
                           "--learning_rate may help)", skipped, window_steps)
@@ -274,6 +330,16 @@ class Trainer:
         self._save(step)
     self.summary_writer.flush()
     return {k: float(v) for k, v in metrics.items()}
+
+
+def _divide(grad, scale: tf.Tensor):
+  """grad / scale for a dense gradient, an IndexedSlices or None."""
+  if grad is None:
+    return None
+  if isinstance(grad, tf.IndexedSlices):
+    return tf.IndexedSlices(grad.values / scale, grad.indices,
+                            grad.dense_shape)
+  return grad / scale
 
 
 def _format_seconds(seconds: float) -> str:

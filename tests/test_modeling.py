@@ -152,3 +152,22 @@ def test_activations(name, reference):
   x = np.linspace(-4, 4, 41).astype(np.float32)
   np.testing.assert_allclose(modeling.get_activation(name)(x), reference(x),
                              atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(tf.bfloat16, 0.05),
+                                             (tf.float16, 0.01)])
+def test_compute_dtype_stays_close_to_float32(dtype, tolerance):
+  model = modeling.BertClassifier(tiny_config(), num_labels=2)
+  ids, mask, segments = batch()
+  reference, ref_outputs = model.forward(ids, mask, segments)
+  with modeling.compute_dtype(dtype):
+    logits, outputs = model.forward(ids, mask, segments)
+  assert logits.dtype == tf.float32
+  assert outputs.sequence_output.dtype == dtype
+  assert all(v.dtype == tf.float32 for v in model.variables)
+  np.testing.assert_allclose(logits, reference, atol=tolerance)
+  np.testing.assert_allclose(
+      outputs.to_float32().sequence_output, ref_outputs.sequence_output,
+      atol=10 * tolerance)
+  # And back to float32 outside the context.
+  np.testing.assert_array_equal(model(ids, mask, segments), reference)

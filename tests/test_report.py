@@ -100,7 +100,7 @@ def test_report_cli_writes_table_json_and_png(models, tmp_path):
   md = (output_dir / "report.md").read_text(encoding="utf-8")
   table = [line for line in md.splitlines() if line.startswith("| ")]
   header = [c.strip() for c in table[0].strip("|").split("|")]
-  assert header == ["model", "parameters", "SavedModel size",
+  assert header == ["model", "parameters", "size on disk",
                     "latency, batch 1 (ms)", "speed-up at batch 1",
                     "throughput, batch 4 (examples/s)", "dev accuracy",
                     "test accuracy", "test agreement with teacher"]
@@ -141,3 +141,26 @@ def test_bad_arguments(models):
     report.evaluate_models([("t", models["teacher"]["export_dir"])],
                            models["teacher"]["data_dir"], seq_length=64,
                            latency_runs=1, throughput_runs=1, warmup=0)
+
+
+def test_int8_copies_are_measured_beside_their_float_exports(models):
+  from bert import quantize
+  tflite = quantize.write_int8(models["teacher"]["export_dir"])
+  reports = report.evaluate_models(
+      [("teacher", models["teacher"]["export_dir"])],
+      models["teacher"]["data_dir"], seq_length=16, batch_size=4,
+      latency_runs=2, throughput_runs=1, warmup=1, int8=True)
+  float_report, int8_report = reports
+  assert int8_report.name == "teacher_int8"
+  assert int8_report.path == tflite
+  assert int8_report.size_bytes == os.path.getsize(tflite)
+  # The float export's size leaves the int8 copy out.
+  assert float_report.size_bytes == sum(
+      p.stat().st_size for p in pathlib.Path(float_report.path).rglob("*")
+      if p.is_file() and p.name != quantize.TFLITE_FILE)
+  assert int8_report.parameters == float_report.parameters
+  # Int8 weights: most predictions are the float model's.
+  assert int8_report.test_agreement >= 0.8
+  assert abs(int8_report.dev_accuracy - float_report.dev_accuracy) <= 0.1
+  assert "The int8 TF Lite copy of `teacher` runs at" in \
+      report.interpretation(reports)

@@ -169,3 +169,74 @@ def test_strategy_selection_and_its_errors(monkeypatch):
   with pytest.raises(UserError, match="--train_batch_size=7 is the global "
                      "batch; it must be a multiple of the 2 replicas"):
     training.check_batch_size(7, two)
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_float32_variables(tmp_path, precision):
+  model = tiny_classifier(tmp_path)
+  reference = tiny_classifier(tmp_path)
+  for v, r in zip(model.variables, reference.variables):
+    r.assign(v)
+  batch = next(iter(features()))
+  trainer = training.Trainer(
+      model, classifier_loss(model), strategy=tf.distribute.get_strategy(),
+      output_dir=str(tmp_path / "out"), num_train_steps=30,
+      learning_rate=1e-3, log_every=10, save_checkpoints_steps=30,
+      precision=precision)
+  first = trainer.train(features(), 8)
+  ref_trainer = training.Trainer(
+      reference, classifier_loss(reference),
+      strategy=tf.distribute.get_strategy(),
+      output_dir=str(tmp_path / "ref_out"), num_train_steps=30,
+      learning_rate=1e-3, log_every=10, save_checkpoints_steps=30)
+  ref_metrics = ref_trainer.train(features(), 8)
+  # Same data, same seeds: the losses agree to the lower precision.
+  assert first["loss"] == pytest.approx(ref_metrics["loss"], abs=0.05)
+  reader = tf.train.load_checkpoint(str(tmp_path / "out" / "model.ckpt-30"))
+  dtypes = reader.get_variable_to_dtype_map()
+  assert dtypes["bert/encoder/layer_0/attention/self/query/kernel"] == \
+      tf.float32
+  assert dtypes["bert/encoder/layer_0/attention/self/query/kernel/adam_m"] == \
+      tf.float32
+  assert ("loss_scale" in dtypes) == (precision == "mixed_float16")
+  # Outside training the model computes in float32 again.
+  logits = model(batch["input_ids"], batch["input_mask"],
+                 batch["segment_ids"])
+  assert logits.dtype == tf.float32
+
+
+def test_float16_loss_scale_halves_on_overflow_and_skips_the_step(tmp_path):
+  model = tiny_classifier(tmp_path)
+
+  def loss_fn(f, is_training, step):
+    loss, _ = classifier_loss(model)(f, is_training, step)
+    # Gradients of 2^15 * 1e4 * loss overflow float16 (65504) until the
+    # scale has come down far enough.
+    return loss * 1e4, {}
+
+  trainer = training.Trainer(
+      model, loss_fn, strategy=tf.distribute.get_strategy(),
+      output_dir=str(tmp_path / "out"), num_train_steps=1,
+      learning_rate=1e-3, log_every=1, save_checkpoints_steps=100,
+      precision="mixed_float16")
+  before = [v.numpy() for v in model.trainable_variables]
+  trainer.train(features(), 8)
+  assert trainer.loss_scale.numpy() == training.INITIAL_LOSS_SCALE / 2
+  for b, v in zip(before, model.trainable_variables):
+    np.testing.assert_array_equal(b, v.numpy())
+  trainer.num_train_steps = 40
+  trainer.train(features(), 8)
+  scale = float(trainer.loss_scale.numpy())
+  assert 1.0 <= scale < training.INITIAL_LOSS_SCALE / 2
+  changed = [not np.array_equal(b, v.numpy())
+             for b, v in zip(before, model.trainable_variables)]
+  assert any(changed)
+
+
+def test_unknown_precision_is_one_line(tmp_path):
+  model = tiny_classifier(tmp_path)
+  with pytest.raises(UserError, match="--precision=float8: expected one of"):
+    training.Trainer(model, classifier_loss(model),
+                     strategy=tf.distribute.get_strategy(),
+                     output_dir=str(tmp_path / "out"), num_train_steps=1,
+                     learning_rate=1e-3, precision="float8")

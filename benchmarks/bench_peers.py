@@ -1,0 +1,301 @@
+"""Benchmark: this project against its peers on one BERT shape.
+
+Every system gets the same shape (layers, width, heads, vocab), random
+weights, sequences of `--seq_length` real tokens (no padding to trim) and the
+same threads.  Three measures:
+
+  train  examples/s of one optimiser step at `--train_batch` (forward,
+         backward, Adam); ours through `training.Trainer`'s compiled step;
+  b1     batch-1 latency, ms (median call), ours through the exported
+         `serving_default` loaded with `tf.saved_model.load`, as TF Serving
+         runs it;
+  b32    examples/s at batch 32 through the same path.
+
+Systems: ours in float32 and --precision=mixed_bfloat16 (training) and its
+float32 and int8 TFLite exports (serving); Hugging Face transformers on
+PyTorch; ONNX Runtime fp32 and int8 (dynamic quantisation) on the same HF
+model exported to ONNX.  A peer whose package is missing is skipped with a
+note (`pip install -r requirements-bench.txt`).
+
+The systems take turns: each of `--rounds` rounds times every system once,
+so a change in the machine's load hits all of them alike.  The table gives
+the median over rounds and, per system, the median of its same-round ratio
+to ours in float32, with the min-max over rounds of that ratio (the noise).
+
+  python benchmarks/bench_peers.py                       # 4 layers, 256
+  python benchmarks/bench_peers.py --preset=base --rounds=3 --train_steps=3
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from typing import Callable
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+PRESETS = {"small": dict(layers=4, hidden=256, heads=4, vocab=4000),
+           "base": dict(layers=12, hidden=768, heads=12, vocab=21128)}
+flags.DEFINE_enum("preset", "small", list(PRESETS), "The model shape: small "
+                  "(4 x 256, vocab 4,000) or base (BERT-Base, Chinese vocab).")
+flags.DEFINE_integer("seq_length", 128, "Tokens per example, all real.")
+flags.DEFINE_integer("train_batch", 32, "Training batch size.")
+flags.DEFINE_integer("rounds", 3, "Interleaved rounds.")
+flags.DEFINE_integer("train_steps", 8, "Timed training steps per round.")
+flags.DEFINE_integer("b1_calls", 50, "Timed batch-1 calls per round.")
+flags.DEFINE_integer("b32_calls", 5, "Timed batch-32 calls per round.")
+flags.DEFINE_list("systems", ["ours", "ours_bf16", "ours_int8", "hf_torch",
+                              "ort", "ort_int8"], "Which systems to run.")
+flags.DEFINE_string("work_dir", None, "Where exports go (default: a "
+                    "temporary directory).")
+
+
+def timed(fn: Callable[[], object], calls: int) -> list[float]:
+  """Seconds of each of `calls` calls of fn (which must wait for its work)."""
+  times = []
+  for _ in range(calls):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return times
+
+
+# Each system: name -> {"train": step fn, "b1": call fn, "b32": call fn}
+# (any subset), each fn running one unit of work to completion.
+
+
+def ours(shape: dict, work_dir: str, precision: str) -> dict:
+  import numpy as np
+  import tensorflow as tf
+  from bert import export, modeling, training
+
+  config = modeling.BertConfig(
+      vocab_size=shape["vocab"], hidden_size=shape["hidden"],
+      num_hidden_layers=shape["layers"], num_attention_heads=shape["heads"],
+      intermediate_size=4 * shape["hidden"], max_position_embeddings=512)
+  model = modeling.BertClassifier(config, num_labels=2)
+  batch, seq = FLAGS.train_batch, FLAGS.seq_length
+  rng = np.random.default_rng(0)
+  features = {"input_ids": rng.integers(5, shape["vocab"], (batch, seq)),
+              "input_mask": np.ones((batch, seq)),
+              "segment_ids": np.zeros((batch, seq)),
+              "label_ids": rng.integers(0, 2, batch)}
+  dataset = tf.data.Dataset.from_tensors(
+      {k: tf.constant(v, tf.int32) for k, v in features.items()}).repeat()
+
+  def loss_fn(f, is_training, step):
+    del step
+    logits = model(f["input_ids"], f["input_mask"], f["segment_ids"],
+                   training=is_training)
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        f["label_ids"], logits)), {}
+
+  strategy = tf.distribute.get_strategy()
+  trainer = training.Trainer(
+      model, loss_fn, strategy=strategy,
+      output_dir=os.path.join(work_dir, f"train_{precision}"),
+      num_train_steps=10**9, learning_rate=1e-4, precision=precision)
+  step = trainer.make_train_step()
+  iterator = iter(strategy.experimental_distribute_dataset(dataset))
+  out = {"train": lambda: float(step(iterator)["loss"])}
+  if precision != "float32":
+    return out
+  # Serving: the export, loaded as TF Serving loads it.
+  vocab = os.path.join(work_dir, "vocab.txt")
+  with open(vocab, "w") as f:
+    f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] +
+                      [f"t{i}" for i in range(shape["vocab"] - 5)]) + "\n")
+  path = export.export_classifier(
+      model, os.path.join(work_dir, "export"), vocab_file=vocab,
+      bert_config=config, label_list=["0", "1"], max_seq_length=seq,
+      do_lower_case=True)
+  serve = tf.saved_model.load(path).signatures["serving_default"]
+  for b in (1, 32):
+    inputs = {k: tf.constant(features[k][:1].repeat(b, 0), tf.int32)
+              for k in ("input_ids", "input_mask", "segment_ids")}
+    out[f"b{b}"] = (lambda inputs: lambda: serve(**inputs)[
+        "logits"].numpy())(inputs)
+  return out
+
+
+def hf_model(shape: dict):
+  import torch
+  import transformers
+  torch.manual_seed(0)
+  config = transformers.BertConfig(
+      vocab_size=shape["vocab"], hidden_size=shape["hidden"],
+      num_hidden_layers=shape["layers"], num_attention_heads=shape["heads"],
+      intermediate_size=4 * shape["hidden"], hidden_act="gelu_new",
+      num_labels=2, attn_implementation="sdpa")
+  return transformers.BertForSequenceClassification(config)
+
+
+def hf_torch(shape: dict, work_dir: str) -> dict:
+  del work_dir
+  import torch
+  torch.set_num_threads(os.cpu_count())
+  model = hf_model(shape)
+  batch, seq = FLAGS.train_batch, FLAGS.seq_length
+  ids = torch.randint(5, shape["vocab"], (batch, seq))
+  mask = torch.ones_like(ids)
+  labels = torch.randint(0, 2, (batch,))
+  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+  def train():
+    model.train()
+    optimizer.zero_grad()
+    loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    loss.backward()
+    optimizer.step()
+    return float(loss)
+
+  def infer(b):
+    def call():
+      model.eval()
+      with torch.inference_mode():
+        return model(input_ids=ids[:1].repeat(b, 1),
+                     attention_mask=mask[:1].repeat(b, 1)).logits.numpy()
+    return call
+
+  return {"train": train, "b1": infer(1), "b32": infer(32)}
+
+
+def onnx_file(shape: dict, work_dir: str) -> str:
+  """The HF model exported to ONNX (dynamic batch and length)."""
+  import torch
+  path = os.path.join(work_dir, "hf.onnx")
+  if os.path.exists(path):
+    return path
+  model = hf_model(shape).eval()
+  ids = torch.randint(5, shape["vocab"], (2, FLAGS.seq_length))
+  batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
+  torch.onnx.export(
+      model, (ids, torch.ones_like(ids)), path, dynamo=True,
+      input_names=["input_ids", "attention_mask"], output_names=["logits"],
+      dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}))
+  return path
+
+
+def ort(shape: dict, work_dir: str, int8: bool) -> dict:
+  import numpy as np
+  import onnxruntime
+  path = onnx_file(shape, work_dir)
+  if int8:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    quantized = os.path.join(work_dir, "hf_int8.onnx")
+    if not os.path.exists(quantized):
+      quantize_dynamic(path, quantized, weight_type=QuantType.QInt8)
+    path = quantized
+  options = onnxruntime.SessionOptions()
+  options.intra_op_num_threads = os.cpu_count()
+  session = onnxruntime.InferenceSession(path, options,
+                                         providers=["CPUExecutionProvider"])
+  rng = np.random.default_rng(0)
+  ids = rng.integers(5, shape["vocab"], (1, FLAGS.seq_length)).astype(np.int64)
+
+  def infer(b):
+    feed = {"input_ids": ids.repeat(b, 0),
+            "attention_mask": np.ones((b, FLAGS.seq_length), np.int64)}
+    return lambda: session.run(None, feed)
+
+  return {"b1": infer(1), "b32": infer(32)}
+
+
+def ours_int8(shape: dict, work_dir: str) -> dict:
+  import numpy as np
+  from bert import quantize
+  export_dir = os.path.join(work_dir, "export")
+  saved = os.path.join(export_dir, sorted(os.listdir(export_dir))[-1])
+  model = quantize.TfliteClassifier(quantize.convert(
+      saved, os.path.join(work_dir, "student_int8.tflite")))
+  rng = np.random.default_rng(0)
+  ids = rng.integers(5, shape["vocab"], (1, FLAGS.seq_length)).astype(np.int32)
+
+  def infer(b):
+    features = {"input_ids": ids.repeat(b, 0),
+                "input_mask": np.ones((b, FLAGS.seq_length), np.int32),
+                "segment_ids": np.zeros((b, FLAGS.seq_length), np.int32)}
+    return lambda: model.logits(features)
+
+  return {"b1": infer(1), "b32": infer(32)}
+
+
+BUILDERS = {
+    "ours": lambda s, d: ours(s, d, "float32"),
+    "ours_bf16": lambda s, d: ours(s, d, "mixed_bfloat16"),
+    "ours_int8": ours_int8,
+    "hf_torch": hf_torch,
+    "ort": lambda s, d: ort(s, d, int8=False),
+    "ort_int8": lambda s, d: ort(s, d, int8=True),
+}
+
+
+def rate(measure: str, seconds: float) -> float:
+  """train/b32: examples/s; b1: milliseconds."""
+  if measure == "b1":
+    return seconds * 1e3
+  batch = FLAGS.train_batch if measure == "train" else 32
+  return batch / seconds
+
+
+def main(argv):
+  del argv
+  shape = PRESETS[FLAGS.preset]
+  work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="bench_peers_")
+  os.makedirs(work_dir, exist_ok=True)
+  print(f"shape {shape}, seq {FLAGS.seq_length}, train batch "
+        f"{FLAGS.train_batch}, {os.cpu_count()} threads, {FLAGS.rounds} "
+        f"rounds; work dir {work_dir}", flush=True)
+  systems = {}
+  for name in FLAGS.systems:
+    try:
+      systems[name] = BUILDERS[name](shape, work_dir)
+    except ImportError as e:
+      print(f"{name}: skipped ({e}; pip install -r requirements-bench.txt)")
+  calls = {"train": FLAGS.train_steps, "b1": FLAGS.b1_calls,
+           "b32": FLAGS.b32_calls}
+  # Warm-up: tracing, graph optimisation, allocator growth.
+  for fns in systems.values():
+    for measure, fn in fns.items():
+      timed(fn, 2 if measure != "b1" else 10)
+  # results[measure][system] = one value per round (median call).
+  results: dict[str, dict[str, list[float]]] = {m: {} for m in calls}
+  for r in range(FLAGS.rounds):
+    for name, fns in systems.items():
+      for measure, fn in fns.items():
+        value = rate(measure, statistics.median(timed(fn, calls[measure])))
+        results[measure].setdefault(name, []).append(value)
+    print(f"round {r + 1}/{FLAGS.rounds} done", flush=True)
+  print()
+  print(table(results))
+
+
+def table(results: dict) -> str:
+  heads = {"train": "train examples/s", "b1": "batch-1 ms",
+           "b32": "batch-32 examples/s"}
+  lines = ["| system | measure | median | ratio to ours fp32 (min-max) |",
+           "|---|---|---|---|"]
+  for measure, by_system in results.items():
+    base = by_system.get("ours")
+    for name, values in by_system.items():
+      ratio = ""
+      if base and name != "ours":
+        # Speed-up: > 1 is faster than ours for every measure.
+        ratios = [(b / v) if measure == "b1" else (v / b)
+                  for v, b in zip(values, base)]
+        ratio = (f"{statistics.median(ratios):.2f}x "
+                 f"({min(ratios):.2f}-{max(ratios):.2f})")
+      lines.append(f"| {name} | {heads[measure]} | "
+                   f"{statistics.median(values):.1f} | {ratio} |")
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,78 @@
+"""bert/quantize.py: an export's int8 TF Lite copy (tiny 2-layer model)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bert import export, quantize, run_classifier
+from bert.errors import UserError
+from tests import helpers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  d = str(tmp_path_factory.mktemp("quantize"))
+  files = {"bert_config_file": helpers.write_config(d),
+           "vocab_file": helpers.write_vocab(d),
+           "data_dir": helpers.write_emotion_data(os.path.join(d, "data")),
+           "output_dir": os.path.join(d, "out"),
+           "export_dir": os.path.join(d, "export")}
+  helpers.run_main(run_classifier.main, task_name="emotion",
+                   max_seq_length=16, train_batch_size=8, learning_rate=2e-3,
+                   num_train_epochs=2, do_train=True, do_export=True, **files)
+  return files
+
+
+def test_int8_copy_follows_the_float_export(exported):
+  path = quantize.write_int8(exported["export_dir"])
+  version = os.path.join(exported["export_dir"], "1")
+  assert path == os.path.join(version, quantize.TFLITE_FILE)
+  float_model = export.ExportedClassifier(version)
+  int8_model = quantize.TfliteClassifier(exported["export_dir"])
+  texts = [line.rsplit("&", 1)[0] for line in open(
+      os.path.join(exported["data_dir"], "dev.csv"), encoding="utf-8")]
+  features = float_model.features(texts)
+  expected = float_model.predict_logits(features, batch_size=8)
+  got = int8_model.predict_logits(features, batch_size=8)
+  assert got.shape == expected.shape
+  # int8 weights: close, not equal.
+  scale = np.abs(expected).max()
+  assert np.abs(got - expected).max() <= 0.1 * scale
+  assert not np.array_equal(got, expected)
+  assert (got.argmax(-1) == expected.argmax(-1)).mean() >= 0.9
+  # The flatbuffer keeps serving_default's outputs at batch 1 too.
+  one = {k: features[k][:1] for k in ("input_ids", "input_mask",
+                                      "segment_ids")}
+  out = int8_model.serving_default(**one)
+  np.testing.assert_allclose(out["probabilities"].sum(-1), 1.0, rtol=1e-5)
+  # Much smaller than float32 weights.
+  weights = os.path.join(version, "variables", "variables.data-00000-of-00001")
+  assert os.path.getsize(path) < os.path.getsize(weights)
+
+
+def test_missing_copy_and_missing_export_are_one_line(exported, tmp_path):
+  version = os.path.join(exported["export_dir"], "1")
+  tflite = os.path.join(version, quantize.TFLITE_FILE)
+  if os.path.exists(tflite):
+    os.remove(tflite)
+  with pytest.raises(UserError, match="no model.tflite; make it with "
+                     "python -m bert.quantize"):
+    quantize.TfliteClassifier(version)
+  with pytest.raises(UserError):
+    quantize.write_int8(str(tmp_path / "nothing"))
+
+
+def test_cli_writes_the_copy(exported):
+  result = subprocess.run(
+      [sys.executable, "-m", "bert.quantize",
+       f"--export_dir={exported['export_dir']}"],
+      capture_output=True, text=True, cwd=ROOT,
+      env={**os.environ, "PYTHONPATH": ROOT})
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip().endswith(quantize.TFLITE_FILE)
+  assert os.path.exists(result.stdout.strip())
