@@ -191,7 +191,14 @@ def ort(shape: dict, work_dir: str, int8: bool) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     quantized = os.path.join(work_dir, "hf_int8.onnx")
     if not os.path.exists(quantized):
-      quantize_dynamic(path, quantized, weight_type=QuantType.QInt8)
+      import onnx
+      # The dynamo exporter's value_info disagrees with ONNX's own shape
+      # inference, which quantize_dynamic runs: drop it, shapes are re-inferred.
+      model = onnx.load(path)
+      del model.graph.value_info[:]
+      cleaned = os.path.join(work_dir, "hf_clean.onnx")
+      onnx.save(model, cleaned)
+      quantize_dynamic(cleaned, quantized, weight_type=QuantType.QInt8)
     path = quantized
   options = onnxruntime.SessionOptions()
   options.intra_op_num_threads = os.cpu_count()
@@ -211,10 +218,10 @@ def ort(shape: dict, work_dir: str, int8: bool) -> dict:
 def ours_int8(shape: dict, work_dir: str) -> dict:
   import numpy as np
   from bert import quantize
+  # The float export `ours` wrote (run it first), converted as users do.
   export_dir = os.path.join(work_dir, "export")
-  saved = os.path.join(export_dir, sorted(os.listdir(export_dir))[-1])
-  model = quantize.TfliteClassifier(quantize.convert(
-      saved, os.path.join(work_dir, "student_int8.tflite")))
+  quantize.write_int8(export_dir)
+  model = quantize.TfliteClassifier(export_dir)
   rng = np.random.default_rng(0)
   ids = rng.integers(5, shape["vocab"], (1, FLAGS.seq_length)).astype(np.int32)
 
@@ -222,7 +229,7 @@ def ours_int8(shape: dict, work_dir: str) -> dict:
     features = {"input_ids": ids.repeat(b, 0),
                 "input_mask": np.ones((b, FLAGS.seq_length), np.int32),
                 "segment_ids": np.zeros((b, FLAGS.seq_length), np.int32)}
-    return lambda: model.logits(features)
+    return lambda: model.serving_default(**features)["logits"]
 
   return {"b1": infer(1), "b32": infer(32)}
 

@@ -126,8 +126,7 @@ def read_json_config(path: str) -> dict[str, Any]:
 
 def gelu(x: tf.Tensor) -> tf.Tensor:
   """Google's "gelu": the tanh approximation of GELU."""
-  cdf = 0.5 * (1.0 + tf.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
-  return x * cdf
+  return tf.nn.gelu(x, approximate=True)
 
 
 def gelu_exact(x: tf.Tensor) -> tf.Tensor:
@@ -167,8 +166,8 @@ class Dense(tf.Module):
 
   def __call__(self, x: tf.Tensor) -> tf.Tensor:
     """[..., in] -> [..., out], in x's dtype."""
-    return (tf.matmul(x, tf.cast(self.kernel, x.dtype)) +
-            tf.cast(self.bias, x.dtype))
+    return tf.nn.bias_add(tf.matmul(x, tf.cast(self.kernel, x.dtype)),
+                          tf.cast(self.bias, x.dtype))
 
 
 class LayerNorm(tf.Module):
