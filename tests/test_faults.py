@@ -317,3 +317,15 @@ def test_run_killed_and_resumed_equals_an_uninterrupted_run(paths, tmp_path):
   for name, value in uninterrupted.items():
     np.testing.assert_allclose(weights[name], value, rtol=1e-5, atol=1e-6,
                                err_msg=name)
+
+
+@pytest.mark.skipif(bool(__import__("glob").glob("/dev/nvidia[0-9]*")),
+                    reason="a machine with a GPU driver prints no cuInit error")
+def test_no_cuinit_error_line_on_a_cpu_only_machine():
+  result = subprocess.run(
+      [sys.executable, "-m", "bert.run_classifier", "--output_dir=/nowhere"],
+      capture_output=True, text=True, cwd=ROOT,
+      env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert result.returncode == 2
+  assert "cuInit" not in result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith("error: ")
