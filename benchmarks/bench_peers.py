@@ -32,8 +32,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
-from typing import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -55,16 +53,6 @@ flags.DEFINE_list("systems", ["ours", "ours_bf16", "ours_int8", "hf_torch",
                               "ort", "ort_int8"], "Which systems to run.")
 flags.DEFINE_string("work_dir", None, "Where exports go (default: a "
                     "temporary directory).")
-
-
-def timed(fn: Callable[[], object], calls: int) -> list[float]:
-  """Seconds of each of `calls` calls of fn (which must wait for its work)."""
-  times = []
-  for _ in range(calls):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return times
 
 
 # Each system: name -> {"train": step fn, "b1": call fn, "b32": call fn}
@@ -254,6 +242,7 @@ def rate(measure: str, seconds: float) -> float:
 
 def main(argv):
   del argv
+  from bert.report import call_times  # Each call waits for its work.
   shape = PRESETS[FLAGS.preset]
   work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="bench_peers_")
   os.makedirs(work_dir, exist_ok=True)
@@ -271,13 +260,14 @@ def main(argv):
   # Warm-up: tracing, graph optimisation, allocator growth.
   for fns in systems.values():
     for measure, fn in fns.items():
-      timed(fn, 2 if measure != "b1" else 10)
+      call_times(fn, 2 if measure != "b1" else 10)
   # results[measure][system] = one value per round (median call).
   results: dict[str, dict[str, list[float]]] = {m: {} for m in calls}
   for r in range(FLAGS.rounds):
     for name, fns in systems.items():
       for measure, fn in fns.items():
-        value = rate(measure, statistics.median(timed(fn, calls[measure])))
+        value = rate(measure,
+                     statistics.median(call_times(fn, calls[measure])))
         results[measure].setdefault(name, []).append(value)
     print(f"round {r + 1}/{FLAGS.rounds} done", flush=True)
   print()

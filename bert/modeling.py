@@ -334,7 +334,8 @@ class BertOutputs(NamedTuple):
 
   def to_float32(self) -> "BertOutputs":
     """The same outputs in float32 (under `compute_dtype` they are not)."""
-    return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), self)
+    return tf.nest.map_structure(
+        lambda t: None if t is None else tf.cast(t, tf.float32), self)
 
 
 class BertModel(tf.Module):

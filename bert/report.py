@@ -37,7 +37,7 @@ from absl import app, flags, logging
 
 from bert import files, modeling, processors
 from bert.errors import UserError, exit_on_error
-from bert.export import ExportedClassifier
+from bert.export import ExportedClassifier, resolve_export
 from bert.quantize import TFLITE_FILE, TfliteClassifier
 
 FLAGS = flags.FLAGS
@@ -196,15 +196,21 @@ def evaluate_models(models: list[tuple[str, str]], data_dir: str,
                     int8: bool = False) -> list[ModelReport]:
   """Measures every model; the first is the reference for agreement.
 
-  With `int8`, each model is followed by `<name>_int8`: its `model.tflite`
-  (from `python -m bert.quantize`) run by the TF Lite interpreter.
+  With `int8`, each model that has an int8 copy (`model.tflite` from
+  `python -m bert.quantize`) is followed by `<name>_int8`, run by the TF Lite
+  interpreter.
   """
+  names = set()
   if int8:
-    models = [m for name, path in models
-              for m in ((name, path), (name + "_int8", path))]
-    names = {name for name, _ in models[1::2]}
-  else:
-    names = set()
+    with_copy = [(name, path) for name, path in models if os.path.exists(
+        os.path.join(resolve_export(path), TFLITE_FILE))]
+    if not with_copy:
+      raise UserError(f"--int8: none of the models has a {TFLITE_FILE}; make "
+                      "one with python -m bert.quantize --export_dir=...")
+    names = {name + "_int8" for name, _ in with_copy}
+    models = [m for name, path in models for m in (
+        [(name, path)] + ([(name + "_int8", path)]
+                          if (name, path) in with_copy else []))]
   loaded = [TfliteClassifier(path) if name in names else
             ExportedClassifier(path) for name, path in models]
   for model in loaded:
@@ -378,9 +384,10 @@ def define_flags() -> None:
   flags.DEFINE_integer("latency_runs", 100, "Timed calls at batch 1.")
   flags.DEFINE_integer("throughput_runs", 20, "Timed calls at --batch_size.")
   flags.DEFINE_integer("warmup_runs", 5, "Untimed calls before timing.")
-  flags.DEFINE_bool("int8", False, "Also measure each model's int8 TF Lite "
-                    "copy (model.tflite in its version directory, made by "
-                    "python -m bert.quantize), as <name>_int8.")
+  flags.DEFINE_bool("int8", False, "Also measure the int8 TF Lite copy of "
+                    "each model that has one (model.tflite in its version "
+                    "directory, made by python -m bert.quantize), as "
+                    "<name>_int8.")
 
 
 def main(argv: Sequence[str]) -> None:

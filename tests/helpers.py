@@ -208,3 +208,20 @@ def write_emotion_data(directory: str, n_train: int = 96, n_dev: int = 32,
               encoding="utf-8") as f:
       f.write(lines(n, labelled))
   return directory
+
+
+def train_and_export(directory: str, epochs: int = 2) -> dict:
+  """A tiny emotion classifier trained with run_classifier.py and exported;
+  returns its files (config, vocab, data, output and export dirs)."""
+  import os
+  from bert import run_classifier
+  files = {"bert_config_file": write_config(directory),
+           "vocab_file": write_vocab(directory),
+           "data_dir": write_emotion_data(os.path.join(directory, "data")),
+           "output_dir": os.path.join(directory, "out"),
+           "export_dir": os.path.join(directory, "export")}
+  run_main(run_classifier.main, task_name="emotion", max_seq_length=16,
+           train_batch_size=8, learning_rate=2e-3, num_train_epochs=epochs,
+           do_train=True, do_export=True, **files)
+  return files
+

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from bert import export, predict, run_classifier
+from bert import export, predict
 from bert.errors import UserError
 from tests import helpers
 
@@ -24,16 +24,8 @@ TEXTS = ["the cat sat good", "好 吃 , 很 好 !", "bad food 差", "",
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-  d = str(tmp_path_factory.mktemp("tiny"))
-  files = {"bert_config_file": helpers.write_config(d),
-           "vocab_file": helpers.write_vocab(d),
-           "data_dir": helpers.write_emotion_data(os.path.join(d, "data")),
-           "output_dir": os.path.join(d, "out"),
-           "export_dir": os.path.join(d, "export")}
-  helpers.run_main(run_classifier.main, task_name="emotion", max_seq_length=16,
-                   train_batch_size=8, learning_rate=2e-3, num_train_epochs=3,
-                   do_train=True, do_export=True, **files)
-  return files["export_dir"]
+  return helpers.train_and_export(str(tmp_path_factory.mktemp("tiny")),
+                                  epochs=3)["export_dir"]
 
 
 def run_cli(args, stdin=None):

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from bert import export, quantize, run_classifier
+from bert import export, quantize
 from bert.errors import UserError
 from tests import helpers
 
@@ -16,16 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-  d = str(tmp_path_factory.mktemp("quantize"))
-  files = {"bert_config_file": helpers.write_config(d),
-           "vocab_file": helpers.write_vocab(d),
-           "data_dir": helpers.write_emotion_data(os.path.join(d, "data")),
-           "output_dir": os.path.join(d, "out"),
-           "export_dir": os.path.join(d, "export")}
-  helpers.run_main(run_classifier.main, task_name="emotion",
-                   max_seq_length=16, train_batch_size=8, learning_rate=2e-3,
-                   num_train_epochs=2, do_train=True, do_export=True, **files)
-  return files
+  return helpers.train_and_export(str(tmp_path_factory.mktemp("quantize")))
 
 
 def test_int8_copy_follows_the_float_export(exported):

@@ -145,12 +145,19 @@ def test_bad_arguments(models):
 
 def test_int8_copies_are_measured_beside_their_float_exports(models):
   from bert import quantize
+  data_dir = models["teacher"]["data_dir"]
+  with pytest.raises(UserError, match="--int8: none of the models has a "
+                     "model.tflite"):
+    report.evaluate_models([("student", models["student"]["export_dir"])],
+                           data_dir, int8=True)
   tflite = quantize.write_int8(models["teacher"]["export_dir"])
   reports = report.evaluate_models(
-      [("teacher", models["teacher"]["export_dir"])],
-      models["teacher"]["data_dir"], seq_length=16, batch_size=4,
+      [(n, models[n]["export_dir"]) for n in ("teacher", "student")],
+      data_dir, seq_length=16, batch_size=4,
       latency_runs=2, throughput_runs=1, warmup=1, int8=True)
-  float_report, int8_report = reports
+  # Only the model with a copy gets an int8 row.
+  assert [r.name for r in reports] == ["teacher", "teacher_int8", "student"]
+  float_report, int8_report = reports[:2]
   assert int8_report.name == "teacher_int8"
   assert int8_report.path == tflite
   assert int8_report.size_bytes == os.path.getsize(tflite)
