@@ -24,7 +24,7 @@ if not __package__:  # run as `python bert/run_classifier.py`
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert import classifier, files, hub_encoder, modeling, run_config
+from bert import classifier, hub_encoder, modeling, run_config
 from bert import training
 from bert.errors import exit_on_error
 
@@ -143,13 +143,21 @@ define_flags()
 def main(argv):
   del argv
   config, _ = settle_flags(run_config.RunConfig)
-  with files.run_lock(config.output_dir):
-    run(config)
+  with training.worker_output_dir(config.output_dir) as write_dir:
+    run(config, write_dir)
 
 
-def run(config: run_config.RunConfig) -> None:
-  """Train, evaluate, predict and export as `config` says."""
+def run(config: run_config.RunConfig, write_dir: str | None = None) -> None:
+  """Train, evaluate, predict and export as `config` says.
+
+  `write_dir`: where this process writes checkpoints (default
+  `config.output_dir`); a worker other than the chief of a multi-worker
+  cluster gets a scratch directory and stops after training.
+  """
   output_dir = config.output_dir
+  if not config.do_train and not training.cluster_task().is_chief:
+    logging.info("Not the chief worker: nothing to do without --do_train")
+    return
   training.set_seed(config.seed)
   strategy = classifier.strategy(config)
   if config.bert_hub_module_handle:
@@ -190,8 +198,9 @@ def run(config: run_config.RunConfig) -> None:
         learning_rate=classifier.learning_rate(config, steps, warmup),
         save_checkpoints_steps=config.save_checkpoints_steps,
         log_every=config.log_steps, keep_checkpoints=config.keep_checkpoint_max,
-        seed=config.seed, precision=config.precision)
-    run_config.write_record(config)
+        seed=config.seed, precision=config.precision, write_dir=write_dir)
+    if training.cluster_task().is_chief:
+      run_config.write_record(config)
     if not trainer.restore():
       if config.bert_hub_module_handle:
         logging.info("Encoder weights come from %s",
@@ -200,6 +209,8 @@ def run(config: run_config.RunConfig) -> None:
         classifier.init_model(model, config.init_checkpoint)
     trainer.train(dataset, config.train_batch_size)
     global_step = trainer.global_step
+    if not training.cluster_task().is_chief:
+      return  # Eval, predict and export are the chief's.
   else:
     global_step = classifier.load_trained(config, model)
 

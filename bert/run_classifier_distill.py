@@ -31,9 +31,9 @@ import sys
 if not __package__:  # run as `python bert/run_classifier_distill.py`
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags
+from absl import app, flags, logging
 
-from bert import bilstm, classifier, distillation, files, modeling
+from bert import bilstm, classifier, distillation, modeling
 from bert import objective
 from bert import run_classifier, run_config, tinybert, training
 from bert.errors import exit_on_error
@@ -94,13 +94,17 @@ flags.DEFINE_bool("train_on_transfer_only", False, "Train on --transfer_file "
 def main(argv):
   del argv
   config, _ = run_classifier.settle_flags(run_config.DistillConfig)
-  with files.run_lock(config.output_dir):
-    run(config)
+  with training.worker_output_dir(config.output_dir) as write_dir:
+    run(config, write_dir)
 
 
-def run(config: run_config.DistillConfig) -> None:
-  """Distil, evaluate, predict and export as `config` says."""
+def run(config: run_config.DistillConfig, write_dir: str | None = None) -> None:
+  """Distil, evaluate, predict and export as `config` says (`write_dir`: as
+  in `run_classifier.run`)."""
   output_dir = config.output_dir
+  if not config.do_train and not training.cluster_task().is_chief:
+    logging.info("Not the chief worker: nothing to do without --do_train")
+    return
   training.set_seed(config.seed)
   strategy = classifier.strategy(config)
   # A BiLSTM brings its own sizes, as a Hub encoder does.
@@ -131,13 +135,16 @@ def run(config: run_config.DistillConfig) -> None:
         log_every=config.log_steps, keep_checkpoints=config.keep_checkpoint_max,
         trainable_variables=plan.trainable_variables(model),
         extra_checkpoint_variables=plan.extra_variables, seed=config.seed,
-        precision=config.precision)
-    run_config.write_record(
-        config, {"teacher": objective.teacher_record(config, teacher)})
+        precision=config.precision, write_dir=write_dir)
+    if training.cluster_task().is_chief:
+      run_config.write_record(
+          config, {"teacher": objective.teacher_record(config, teacher)})
     if not trainer.restore():
       plan.init_student()
     trainer.train(dataset, config.train_batch_size)
     global_step = trainer.global_step
+    if not training.cluster_task().is_chief:
+      return  # Eval, predict and export are the chief's.
   else:
     global_step = classifier.load_trained(config, model)
 

@@ -26,7 +26,7 @@ if not __package__:  # run as `python bert/run_pretraining.py`
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert import checkpoints, evaluation, files, modeling, optimization
+from bert import checkpoints, evaluation, modeling, optimization
 from bert import pretraining, run_classifier, run_config, tokenization
 from bert import training
 from bert.errors import UserError, exit_on_error
@@ -160,11 +160,15 @@ def main(argv):
   explicit = {name for name in FLAGS if FLAGS[name].present}
   config, _ = run_config.settle(run_config.PretrainConfig,
                                 FLAGS.flag_values_dict(), explicit)
-  with files.run_lock(config.output_dir):
-    run(config)
+  with training.worker_output_dir(config.output_dir) as write_dir:
+    run(config, write_dir)
 
 
-def run(config: run_config.PretrainConfig) -> None:
+def run(config: run_config.PretrainConfig, write_dir: str | None = None) -> None:
+  """Pre-train and/or evaluate (`write_dir`: as in `run_classifier.run`)."""
+  chief = training.cluster_task().is_chief
+  if not config.do_train and not chief:
+    return
   input_files = pretraining.input_files(config.input_file)
   bert_config = modeling.BertConfig.from_json_file(config.bert_config_file)
   if config.max_seq_length > bert_config.max_position_embeddings:
@@ -195,8 +199,9 @@ def run(config: run_config.PretrainConfig) -> None:
             config.num_warmup_steps),
         save_checkpoints_steps=config.save_checkpoints_steps,
         log_every=config.log_steps, keep_checkpoints=config.keep_checkpoint_max,
-        seed=config.seed, precision=config.precision)
-    run_config.write_record(config)
+        seed=config.seed, precision=config.precision, write_dir=write_dir)
+    if chief:
+      run_config.write_record(config)
     if not trainer.restore():
       if config.init_checkpoint:
         checkpoints.load_by_name(modeling.variables_by_name(model),
@@ -206,6 +211,8 @@ def run(config: run_config.PretrainConfig) -> None:
                         "weights")
     trainer.train(dataset, config.train_batch_size)
     global_step = trainer.global_step
+    if not chief:
+      return  # Eval is the chief's.
   if config.do_eval:
     if not config.do_train:
       global_step = load_for_eval(config, model)

@@ -8,17 +8,20 @@ batch, and resumes from the latest checkpoint in `output_dir`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import shutil
+import tempfile
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert import checkpoints, data, modeling, optimization
+from bert import checkpoints, data, files, modeling, optimization
 from bert.errors import UserError
 
 # loss_fn(features, training, step) -> (scalar loss averaged over the global
@@ -29,15 +32,35 @@ LossFn = Callable[[dict, bool, tf.Tensor], tuple[tf.Tensor, dict]]
 Schedule = Callable[[tf.Tensor], tf.Tensor]
 
 
+# How long a collective (a gradient all-reduce) waits for the other workers.
+COLLECTIVE_TIMEOUT_S = 300.0
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker_mirrored",
               "tpu")  # TF Model Garden's names.
 
 
-def cluster_workers(tf_config: str | None) -> int:
-  """The number of workers (chief included) `TF_CONFIG` lists, 0 when it is
-  unset; raises UserError for a malformed one or a task outside it."""
+class ClusterTask(NamedTuple):
+  """This process's place in `TF_CONFIG`."""
+  workers: int            # Workers in the cluster, chief included; 0: unset.
+  task_type: str | None   # "chief", "worker", ... (None without TF_CONFIG).
+  task_index: int
+  has_chief: bool = False  # Whether the cluster names a "chief" task.
+
+  @property
+  def is_chief(self) -> bool:
+    """tf.distribute's rule: the "chief" task, else worker 0 of a cluster
+    without one, else the only process."""
+    return (self.task_type in (None, "chief") or
+            (self.task_type == "worker" and self.task_index == 0 and
+             not self.has_chief))
+
+
+def cluster_task(tf_config: str | None = None) -> ClusterTask:
+  """`TF_CONFIG` (default: the environment's) parsed; raises UserError for a
+  malformed one or a task outside its cluster."""
+  if tf_config is None:
+    tf_config = os.environ.get("TF_CONFIG")
   if not tf_config:
-    return 0
+    return ClusterTask(0, None, 0)
   try:
     spec = json.loads(tf_config)
     cluster = spec.get("cluster", {})
@@ -52,7 +75,30 @@ def cluster_workers(tf_config: str | None) -> int:
       isinstance(index, int) and 0 <= index < len(members)):
     raise UserError(f"TF_CONFIG: task {kind!r} index {index!r} is not in the "
                     f"cluster ({ {k: len(v) for k, v in cluster.items()} })")
-  return workers
+  return ClusterTask(workers, kind, index, has_chief=bool(cluster.get("chief")))
+
+
+def cluster_workers(tf_config: str | None) -> int:
+  """The number of workers (chief included) `TF_CONFIG` lists, 0 when it is
+  unset; raises UserError for a malformed one or a task outside it."""
+  return cluster_task(tf_config or "").workers
+
+
+@contextlib.contextmanager
+def worker_output_dir(output_dir: str) -> Iterator[str]:
+  """Where this process writes: `output_dir` for the chief (under its run
+  lock), a temporary directory for any other worker of a multi-worker
+  cluster, removed at the end (tf.distribute's rule: every worker saves,
+  only the chief's files count)."""
+  if cluster_task().is_chief:
+    with files.run_lock(output_dir):
+      yield output_dir
+    return
+  scratch = tempfile.mkdtemp(prefix="bert-worker-")
+  try:
+    yield scratch
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def get_strategy(name: str = "auto", use_tpu: bool = False,
@@ -68,23 +114,37 @@ def get_strategy(name: str = "auto", use_tpu: bool = False,
   if name not in STRATEGIES:
     raise UserError(f"--distribution_strategy must be one of "
                     f"{', '.join(STRATEGIES)}; got {name!r}")
-  gpus = tf.config.list_logical_devices("GPU")
-  workers = cluster_workers(os.environ.get("TF_CONFIG"))
-  if name == "auto":
-    name = ("tpu" if use_tpu else "multi_worker_mirrored" if workers > 1
-            else "mirrored" if len(gpus) > 1 else "one_device")
+  workers = cluster_task().workers
+  if name == "auto" and (use_tpu or workers > 1):
+    name = "tpu" if use_tpu else "multi_worker_mirrored"
   if name == "tpu":
     return _tpu_strategy(tpu_name, tpu_zone, gcp_project)
   if name == "multi_worker_mirrored":
-    raise UserError(
-        f"--distribution_strategy=multi_worker_mirrored (TF_CONFIG lists "
-        f"{workers} workers): training on several workers is not supported "
-        "yet; unset TF_CONFIG to train on this machine")
+    # Before anything lists logical devices: collectives are set up when
+    # TensorFlow's runtime starts.
+    return _multi_worker_strategy()
+  gpus = tf.config.list_logical_devices("GPU")
+  if name == "auto":
+    name = "mirrored" if len(gpus) > 1 else "one_device"
   if name == "mirrored":
     return tf.distribute.MirroredStrategy()
   if gpus:
     return tf.distribute.OneDeviceStrategy("/gpu:0")
   return tf.distribute.get_strategy()
+
+
+def _multi_worker_strategy() -> tf.distribute.Strategy:
+  """MultiWorkerMirroredStrategy over TF_CONFIG's workers; a collective that
+  waits longer than COLLECTIVE_TIMEOUT_S for a peer fails (a dead worker
+  stops the others instead of hanging them)."""
+  options = tf.distribute.experimental.CommunicationOptions(
+      timeout_seconds=COLLECTIVE_TIMEOUT_S)
+  try:
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        communication_options=options)
+  except RuntimeError as e:
+    raise UserError(f"--distribution_strategy=multi_worker_mirrored: "
+                    f"{str(e).splitlines()[0][:200]}") from None
 
 
 def _tpu_strategy(tpu_name, tpu_zone, gcp_project) -> tf.distribute.Strategy:
@@ -146,7 +206,8 @@ class Trainer:
                log_every: int = 50, keep_checkpoints: int = 3,
                trainable_variables: Iterable[tf.Variable] | None = None,
                extra_checkpoint_variables: dict | None = None,
-               seed: int | None = None, precision: str = "float32"):
+               seed: int | None = None, precision: str = "float32",
+               write_dir: str | None = None):
     if precision not in PRECISIONS:
       raise UserError(f"--precision={precision}: expected one of "
                       f"{', '.join(PRECISIONS)}")
@@ -183,10 +244,14 @@ class Trainer:
     if self.loss_scale is not None:
       self.checkpoint_variables.update(loss_scale=self.loss_scale,
                                        loss_scale_good_steps=self.good_steps)
+    # Checkpoints are read from `output_dir` and written to `write_dir`: the
+    # same directory, except on a worker that is not the chief.
+    self.write_dir = write_dir or output_dir
     self.writer = checkpoints.CheckpointWriter(
-        self.checkpoint_variables, output_dir, max_to_keep=keep_checkpoints)
+        self.checkpoint_variables, self.write_dir,
+        max_to_keep=keep_checkpoints)
     self.summary_writer = tf.summary.create_file_writer(
-        os.path.join(output_dir, "train"))
+        os.path.join(self.write_dir, "train"))
 
   def _last_checkpoint_note(self) -> str:
     last = tf.train.latest_checkpoint(self.output_dir)
@@ -214,7 +279,7 @@ class Trainer:
       path = self.writer.save(step)
     except (OSError, tf.errors.OpError) as e:
       reason = getattr(e, "strerror", None) or str(e).splitlines()[0][:200]
-      raise UserError(f"{self.output_dir}: cannot write the checkpoint of "
+      raise UserError(f"{self.write_dir}: cannot write the checkpoint of "
                       f"step {step} ({reason}). "
                       f"{self._last_checkpoint_note()}Free space and run the "
                       "same command again to resume.") from None
@@ -280,7 +345,13 @@ class Trainer:
       # The input continues where the interrupted run stopped: the shuffle
       # order is seeded, so the same stream minus the batches already used.
       dataset = dataset.skip(start_step)
-    iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+    # Every worker reads the same seeded stream and keeps its share of each
+    # global batch (the features cache is one file: nothing to shard by file).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    iterator = iter(self.strategy.experimental_distribute_dataset(
+        dataset.with_options(options)))
     train_step = self.make_train_step()
     logging.info("Training steps %d..%d, batch size %d", start_step + 1,
                  self.num_train_steps, batch_size)
@@ -289,7 +360,16 @@ class Trainer:
     sums: dict[str, float] = {}
     metrics = {}
     for step in range(start_step + 1, self.num_train_steps + 1):
-      metrics = train_step(iterator)
+      try:
+        metrics = train_step(iterator)
+      except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+              tf.errors.CancelledError) as e:
+        # A collective gave up on another worker (dead or unreachable).
+        raise UserError(
+            f"step {step}: another worker stopped answering "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:160]}). "
+            f"{self._last_checkpoint_note()}Start every worker again with the "
+            "same command to resume.") from None
       window_steps += 1
       for k, v in metrics.items():
         sums[k] = sums.get(k, 0.0) + float(v)

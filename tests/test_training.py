@@ -162,8 +162,19 @@ def test_strategy_selection_and_its_errors(monkeypatch):
   monkeypatch.setenv("TF_CONFIG", json_lib.dumps(
       {"cluster": {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]},
        "task": {"type": "worker", "index": 0}}))
-  with pytest.raises(UserError, match="TF_CONFIG lists 2 workers"):
-    training.get_strategy("auto")
+  task = training.cluster_task()
+  assert (task.workers, task.task_type, task.task_index) == (2, "worker", 0)
+  assert task.is_chief
+  assert not training.cluster_task(json_lib.dumps(
+      {"cluster": {"worker": ["a:1", "b:2"]},
+       "task": {"type": "worker", "index": 1}})).is_chief
+  # With a "chief" task, worker 0 is not the chief.
+  with_chief = {"cluster": {"chief": ["a:1"], "worker": ["b:2"]}}
+  assert training.cluster_task(json_lib.dumps(
+      {**with_chief, "task": {"type": "chief", "index": 0}})).is_chief
+  assert not training.cluster_task(json_lib.dumps(
+      {**with_chief, "task": {"type": "worker", "index": 0}})).is_chief
+  assert training.cluster_task("").is_chief
   two = types.SimpleNamespace(num_replicas_in_sync=2)
   training.check_batch_size(8, two)
   with pytest.raises(UserError, match="--train_batch_size=7 is the global "

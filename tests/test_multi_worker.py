@@ -1,0 +1,132 @@
+"""Two worker processes on 127.0.0.1 (MultiWorkerMirroredStrategy through
+TF_CONFIG) train the tiny classifier: chief-only outputs, the planned step,
+metrics near a single-process run on the same global batch, and resuming
+after both are killed."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+from bert import checkpoints, run_classifier
+from bert.errors import UserError
+from tests import helpers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_ports(n):
+  sockets = [socket.socket() for _ in range(n)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def start_workers(flags, tmp_path, attempt):
+  ports = free_ports(2)
+  cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+  procs = []
+  for i in range(2):
+    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "TF_CONFIG": json.dumps({"cluster": cluster,
+                                    "task": {"type": "worker", "index": i}})}
+    log = open(tmp_path / f"worker{i}_{attempt}.log", "w")
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "bert.run_classifier"] +
+        [f"--{k}={v}" for k, v in flags.items()],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+  return procs
+
+
+def stop(procs):
+  for p in procs:
+    if p.poll() is None:
+      p.kill()
+    p.wait()
+
+
+def results(output_dir):
+  with open(os.path.join(output_dir, "eval_results.txt")) as f:
+    return {k: float(v) for k, v in (l.strip().split(" = ") for l in f)}
+
+
+def test_two_workers_train_like_one_process_and_resume(tmp_path):
+  d = str(tmp_path)
+  out = os.path.join(d, "workers")
+  flags = {"task_name": "emotion", "bert_config_file": helpers.write_config(d),
+           "vocab_file": helpers.write_vocab(d),
+           "data_dir": helpers.write_emotion_data(os.path.join(d, "data")),
+           "max_seq_length": 16, "train_batch_size": 8, "learning_rate": 2e-3,
+           "num_train_epochs": 10, "save_checkpoints_steps": 10,
+           "log_steps": 10, "do_train": True, "do_eval": True}
+  planned = 120  # 96 examples / 8 * 10 epochs.
+  procs = start_workers({**flags, "output_dir": out}, tmp_path, 1)
+  try:
+    # Both killed (SIGKILL) once the chief has a checkpoint at step 30 or later.
+    deadline = time.time() + 240
+    while time.time() < deadline and all(p.poll() is None for p in procs):
+      if (tf.train.latest_checkpoint(out) and
+          checkpoints.read_global_step(out) >= 30):
+        break
+      time.sleep(0.05)
+    for p in procs:
+      p.send_signal(signal.SIGKILL)
+  finally:
+    stop(procs)
+  assert [p.returncode for p in procs] == [-9, -9], (
+      (tmp_path / "worker0_1.log").read_text()[-2000:])
+  killed_at = checkpoints.read_global_step(out)
+  assert 30 <= killed_at < planned
+
+  procs = start_workers({**flags, "output_dir": out}, tmp_path, 2)
+  try:
+    for p in procs:
+      p.wait(timeout=300)
+  finally:
+    stop(procs)
+  logs = [(tmp_path / f"worker{i}_2.log").read_text() for i in range(2)]
+  assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+  for log in logs:
+    assert f"Resuming from {os.path.join(out, f'model.ckpt-{killed_at}')}" in log
+  # The chief alone wrote the outputs; the other worker's scratch is gone.
+  assert checkpoints.read_global_step(out) == planned
+  assert results(out)["global_step"] == planned
+  assert os.path.exists(os.path.join(out, "run_config.json"))
+  scratch = [line.split("Saved ")[1].rsplit("/", 1)[0]
+             for line in logs[1].splitlines() if "Saved " in line]
+  assert scratch and all(s != out and not os.path.exists(s) for s in scratch)
+
+  # One process on the same global batch: the same data and schedule, other
+  # dropout masks (they follow the replica), so near, not equal.
+  single = os.path.join(d, "single")
+  helpers.run_main(run_classifier.main, output_dir=single, **flags)
+  expected, got = results(single), results(out)
+  assert abs(got["eval_loss"] - expected["eval_loss"]) < 0.15
+  assert abs(got["eval_accuracy"] - expected["eval_accuracy"]) <= 0.125
+
+
+def test_bad_tf_config_is_one_line_before_any_work(tmp_path, monkeypatch):
+  d = str(tmp_path)
+  flags = {"task_name": "emotion", "bert_config_file": helpers.write_config(d),
+           "vocab_file": helpers.write_vocab(d),
+           "data_dir": helpers.write_emotion_data(os.path.join(d, "data")),
+           "output_dir": os.path.join(d, "out"), "do_train": True}
+  for tf_config, message in (
+      ("{not json", "TF_CONFIG is not valid JSON"),
+      (json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                   "task": {"type": "worker", "index": 2}}),
+       "TF_CONFIG: task 'worker' index 2 is not in the cluster")):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(UserError, match=message) as e:
+      helpers.run_main(run_classifier.main, **flags)
+    assert "\n" not in str(e.value)
+    assert not os.path.exists(flags["output_dir"])
