@@ -127,7 +127,10 @@ def get_strategy(name: str = "auto", use_tpu: bool = False,
   if name == "auto":
     name = "mirrored" if len(gpus) > 1 else "one_device"
   if name == "mirrored":
-    return tf.distribute.MirroredStrategy()
+    # Without GPUs, the logical CPU devices (one unless configured).
+    return tf.distribute.MirroredStrategy(
+        None if gpus else [d.name for d in tf.config.list_logical_devices(
+            "CPU")])
   if gpus:
     return tf.distribute.OneDeviceStrategy("/gpu:0")
   return tf.distribute.get_strategy()
@@ -353,8 +356,9 @@ class Trainer:
     iterator = iter(self.strategy.experimental_distribute_dataset(
         dataset.with_options(options)))
     train_step = self.make_train_step()
-    logging.info("Training steps %d..%d, batch size %d", start_step + 1,
-                 self.num_train_steps, batch_size)
+    logging.info("Training steps %d..%d, batch size %d over %d replicas",
+                 start_step + 1, self.num_train_steps, batch_size,
+                 self.strategy.num_replicas_in_sync)
     window_start, window_steps = time.time(), 0
     run_start = time.time()
     sums: dict[str, float] = {}

@@ -130,3 +130,58 @@ def test_bad_tf_config_is_one_line_before_any_work(tmp_path, monkeypatch):
       helpers.run_main(run_classifier.main, **flags)
     assert "\n" not in str(e.value)
     assert not os.path.exists(flags["output_dir"])
+
+
+# Logical CPU devices must be configured before TensorFlow starts, so each
+# run gets a fresh interpreter (one training per process, as with the
+# scripts: two MirroredStrategy trainings in one process reuse collective
+# instance keys and fail).
+_MIRRORED_SCRIPT = """
+import json, sys
+import tensorflow as tf
+from absl import logging
+logging.set_verbosity(logging.INFO)
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from bert import run_classifier, run_classifier_distill
+from tests import helpers
+script, flags = json.loads(sys.argv[1])
+helpers.run_main({"teacher": run_classifier.main,
+                  "student": run_classifier_distill.main}[script], **flags)
+"""
+
+
+def test_mirrored_over_two_cpus_trains_a_teacher_and_students(tmp_path):
+  d = str(tmp_path)
+  common = {"task_name": "emotion", "vocab_file": helpers.write_vocab(d),
+            "data_dir": helpers.write_emotion_data(os.path.join(d, "data")),
+            "max_seq_length": 16, "train_batch_size": 8,
+            "learning_rate": 2e-3, "do_train": True, "do_eval": True,
+            "distribution_strategy": "mirrored", "log_steps": 4}
+  teacher_export = os.path.join(d, "export")
+  student_config = os.path.join(d, "student")
+  os.makedirs(student_config)
+  student = {**common, "teacher_model": teacher_export, "num_train_epochs": 1,
+             "bert_config_file": helpers.write_config(student_config,
+                                                      num_hidden_layers=1)}
+  runs = {"teacher": {**common, "bert_config_file": helpers.write_config(d),
+                      "num_train_epochs": 2, "output_dir": f"{d}/teacher",
+                      "do_export": True, "export_dir": teacher_export},
+          # TinyBERT's intermediate stage runs the teacher inside the step.
+          "students": [
+              {**student, "output_dir": f"{d}/cached",
+               "cache_teacher_logits": True},
+              {**student, "output_dir": f"{d}/tinybert",
+               "stage": "intermediate",
+               "intermediate_losses": "embedding,hidden,attention"}]}
+  for script, flags in ([("teacher", runs["teacher"])] +
+                        [("student", f) for f in runs["students"]]):
+    result = subprocess.run(
+        [sys.executable, "-c", _MIRRORED_SCRIPT, json.dumps([script, flags])],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "batch size 8 over 2 replicas" in result.stderr
+  for name, steps in (("teacher", 24), ("cached", 12), ("tinybert", 12)):
+    assert results(os.path.join(d, name))["global_step"] == steps, name
