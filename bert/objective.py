@@ -209,7 +209,9 @@ def logits_source(config: DistillConfig, task: classifier.Task,
     # The same examples give the same feature file as split_dataset's, so
     # its example_index addresses the table.
     path = classifier.cache_features(config, task, examples, "train")
-    table = teacher.cached_logits(path, config.max_seq_length)
+    table = teacher.cached_logits(
+        path, config.max_seq_length,
+        compute=training.cluster_task().is_chief)
     if from_file is not None:
       table = np.concatenate([table, from_file])
     return cached_teacher_logits(table)

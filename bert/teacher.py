@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from typing import Sequence
 
 import numpy as np
@@ -143,12 +144,19 @@ class Teacher:
     return f"{stem}.teacher-{self.identity()}.npy"
 
   def cached_logits(self, tfrecord_path: str, max_seq_length: int,
-                    batch_size: int = 64) -> np.ndarray:
+                    batch_size: int = 64, compute: bool = True,
+                    wait_s: float = 3600.0) -> np.ndarray:
     """Teacher logits [K, N, C] for every example of a feature file, indexed
     by `example_index`, computed once and stored beside the features under a
-    name that includes the teacher's identity."""
+    name that includes the teacher's identity.
+
+    `compute=False` (a worker other than the chief): wait up to `wait_s` for
+    the chief to write the table instead of computing it again.
+    """
     path = self.cache_path(tfrecord_path)
     num_examples = data.read_cache_info(tfrecord_path)["num_examples"]
+    if not compute:
+      return self._wait_for_table(path, num_examples, wait_s)
     if tf.io.gfile.exists(path):
       table = np.load(path)
       if table.shape[:2] == (self.size, num_examples):
@@ -171,6 +179,22 @@ class Teacher:
     files.write_atomically(path, write)
     logging.info("Cached teacher logits %s", path)
     return table
+
+  def _wait_for_table(self, path: str, num_examples: int,
+                      wait_s: float) -> np.ndarray:
+    logging.info("Waiting for the chief's teacher logits %s", path)
+    deadline = time.time() + wait_s
+    while True:
+      if tf.io.gfile.exists(path):  # Written atomically: complete when seen.
+        table = np.load(path)
+        if table.shape[:2] == (self.size, num_examples):
+          logging.info("Reusing cached teacher logits %s", path)
+          return table
+      if time.time() > deadline:
+        raise UserError(f"{path}: the chief did not write the teacher logits "
+                        f"within {wait_s:.0f} s; is the chief running on the "
+                        "same --output_dir/--cache_dir?")
+      time.sleep(1.0)
 
 
 def _read_bytes(path: str) -> bytes:

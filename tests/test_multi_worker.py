@@ -31,7 +31,7 @@ def free_ports(n):
   return ports
 
 
-def start_workers(flags, tmp_path, attempt):
+def start_workers(flags, tmp_path, attempt, module="bert.run_classifier"):
   ports = free_ports(2)
   cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
   procs = []
@@ -41,7 +41,7 @@ def start_workers(flags, tmp_path, attempt):
                                     "task": {"type": "worker", "index": i}})}
     log = open(tmp_path / f"worker{i}_{attempt}.log", "w")
     procs.append(subprocess.Popen(
-        [sys.executable, "-m", "bert.run_classifier"] +
+        [sys.executable, "-m", module] +
         [f"--{k}={v}" for k, v in flags.items()],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
   return procs
@@ -185,3 +185,31 @@ def test_mirrored_over_two_cpus_trains_a_teacher_and_students(tmp_path):
     assert "batch size 8 over 2 replicas" in result.stderr
   for name, steps in (("teacher", 24), ("cached", 12), ("tinybert", 12)):
     assert results(os.path.join(d, name))["global_step"] == steps, name
+
+
+def test_two_workers_distil_with_teacher_logits_cached_once(tmp_path):
+  d = str(tmp_path)
+  files = helpers.train_and_export(d, epochs=1)
+  student_config = os.path.join(d, "student")
+  os.makedirs(student_config)
+  out = os.path.join(d, "distilled")
+  flags = {"task_name": "emotion", "data_dir": files["data_dir"],
+           "vocab_file": files["vocab_file"], "output_dir": out,
+           "bert_config_file": helpers.write_config(student_config,
+                                                    num_hidden_layers=1),
+           "teacher_model": files["export_dir"], "cache_teacher_logits": True,
+           "max_seq_length": 16, "train_batch_size": 8, "learning_rate": 2e-3,
+           "num_train_epochs": 1, "do_train": True, "do_eval": True}
+  procs = start_workers(flags, tmp_path, 1, "bert.run_classifier_distill")
+  try:
+    for p in procs:
+      p.wait(timeout=300)
+  finally:
+    stop(procs)
+  logs = [(tmp_path / f"worker{i}_1.log").read_text() for i in range(2)]
+  assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+  assert "Computing teacher logits" in logs[0]
+  assert "Computing teacher logits" not in logs[1]
+  assert "Waiting for the chief's teacher logits" in logs[1]
+  assert "Reusing cached teacher logits" in logs[1]
+  assert results(out)["global_step"] == 12
