@@ -78,12 +78,6 @@ def cluster_task(tf_config: str | None = None) -> ClusterTask:
   return ClusterTask(workers, kind, index, has_chief=bool(cluster.get("chief")))
 
 
-def cluster_workers(tf_config: str | None) -> int:
-  """The number of workers (chief included) `TF_CONFIG` lists, 0 when it is
-  unset; raises UserError for a malformed one or a task outside it."""
-  return cluster_task(tf_config or "").workers
-
-
 @contextlib.contextmanager
 def worker_output_dir(output_dir: str) -> Iterator[str]:
   """Where this process writes: `output_dir` for the chief (under its run

@@ -135,18 +135,18 @@ def test_resumed_training_continues_the_input_stream(tmp_path):
   assert resumed == whole[4:]
 
 
-def test_cluster_workers_reads_tf_config():
+def test_cluster_task_reads_tf_config():
   import json as json_lib
-  assert training.cluster_workers(None) == 0
+  assert training.cluster_task("").workers == 0
   two = {"cluster": {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]},
          "task": {"type": "worker", "index": 1}}
-  assert training.cluster_workers(json_lib.dumps(two)) == 2
+  assert training.cluster_task(json_lib.dumps(two)).workers == 2
   with pytest.raises(UserError, match="TF_CONFIG is not valid JSON"):
-    training.cluster_workers("{cluster: ")
+    training.cluster_task("{cluster: ")
   outside = {**two, "task": {"type": "worker", "index": 2}}
   with pytest.raises(UserError, match=r"TF_CONFIG: task 'worker' index 2 is "
                      r"not in the cluster \({'worker': 2}\)"):
-    training.cluster_workers(json_lib.dumps(outside))
+    training.cluster_task(json_lib.dumps(outside))
 
 
 def test_strategy_selection_and_its_errors(monkeypatch):
