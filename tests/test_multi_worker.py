@@ -54,6 +54,21 @@ def stop(procs):
     p.wait()
 
 
+def run_workers(flags, tmp_path, attempt, module="bert.run_classifier"):
+  """Starts both workers, waits for them to succeed; returns their logs."""
+  procs = start_workers(flags, tmp_path, attempt, module)
+  try:
+    for p in procs:
+      p.wait(timeout=300)
+  finally:
+    stop(procs)
+  logs = [(tmp_path / f"worker{i}_{attempt}.log").read_text()
+          for i in range(2)]
+  assert [p.returncode for p in procs] == [0, 0], (
+      logs[0][-2000:] + logs[1][-2000:])
+  return logs
+
+
 def results(output_dir):
   with open(os.path.join(output_dir, "eval_results.txt")) as f:
     return {k: float(v) for k, v in (l.strip().split(" = ") for l in f)}
@@ -87,14 +102,7 @@ def test_two_workers_train_like_one_process_and_resume(tmp_path):
   killed_at = checkpoints.read_global_step(out)
   assert 30 <= killed_at < planned
 
-  procs = start_workers({**flags, "output_dir": out}, tmp_path, 2)
-  try:
-    for p in procs:
-      p.wait(timeout=300)
-  finally:
-    stop(procs)
-  logs = [(tmp_path / f"worker{i}_2.log").read_text() for i in range(2)]
-  assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+  logs = run_workers({**flags, "output_dir": out}, tmp_path, 2)
   for log in logs:
     assert f"Resuming from {os.path.join(out, f'model.ckpt-{killed_at}')}" in log
   # The chief alone wrote the outputs; the other worker's scratch is gone.
@@ -200,14 +208,7 @@ def test_two_workers_distil_with_teacher_logits_cached_once(tmp_path):
            "teacher_model": files["export_dir"], "cache_teacher_logits": True,
            "max_seq_length": 16, "train_batch_size": 8, "learning_rate": 2e-3,
            "num_train_epochs": 1, "do_train": True, "do_eval": True}
-  procs = start_workers(flags, tmp_path, 1, "bert.run_classifier_distill")
-  try:
-    for p in procs:
-      p.wait(timeout=300)
-  finally:
-    stop(procs)
-  logs = [(tmp_path / f"worker{i}_1.log").read_text() for i in range(2)]
-  assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+  logs = run_workers(flags, tmp_path, 1, "bert.run_classifier_distill")
   assert "Computing teacher logits" in logs[0]
   assert "Computing teacher logits" not in logs[1]
   assert "Waiting for the chief's teacher logits" in logs[1]
