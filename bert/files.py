@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import getpass
+import glob
 import json
 import os
 import socket
@@ -144,3 +145,16 @@ def _take_over_or_stop(directory: str, path: str, host: str) -> None:
       f"{owner.get('host')}, user {owner.get('user')}, since "
       f"{owner.get('started')}); wait for it, or use another directory "
       f"(remove {path} if that run is gone)")
+
+
+def expand_patterns(spec: str, flag: str) -> list[str]:
+  """Comma-separated files and globs -> the files (sorted per pattern);
+  a pattern that matches nothing is one line naming `flag`."""
+  found = []
+  for pattern in [p.strip() for p in spec.split(",") if p.strip()]:
+    matches = sorted(glob.glob(pattern))
+    if not matches:
+      raise UserError(f"{flag}: {pattern}: no such file")
+    found += matches
+  return found
+

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert import checkpoints, classifier, distillation, export
+from bert import checkpoints, classifier, distillation, export, files
 from bert import modeling, teacher as teacher_lib, tinybert, training
 from bert.errors import UserError
 from bert.run_config import DistillConfig
@@ -134,9 +134,12 @@ def training_examples(config: DistillConfig, task: classifier.Task) -> list:
   examples = ([] if config.train_on_transfer_only else
               task.processor.get_train_examples(config.data_dir))
   if config.transfer_file:
-    transfer = task.processor.read_unlabeled(config.transfer_file)
-    logging.info("Transfer set: %d unlabelled examples from %s",
-                 len(transfer), config.transfer_file)
+    # Comma-separated files and globs: a transfer set often comes in shards.
+    paths = files.expand_patterns(config.transfer_file, "--transfer_file")
+    transfer = [e for path in paths
+                for e in task.processor.read_unlabeled(path)]
+    logging.info("Transfer set: %d unlabelled examples from %d file(s) (%s)",
+                 len(transfer), len(paths), config.transfer_file)
     examples = examples + transfer
   return examples
 

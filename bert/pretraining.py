@@ -14,14 +14,12 @@ mean of the batches' losses.
 
 from __future__ import annotations
 
-import glob
 import random
 
 import numpy as np
 import tensorflow as tf
 
-from bert import evaluation
-from bert.errors import UserError
+from bert import evaluation, files
 
 # Google's feature spec, with max_seq_length S and max_predictions P.
 def feature_spec(max_seq_length: int,
@@ -36,14 +34,8 @@ def feature_spec(max_seq_length: int,
 
 
 def input_files(spec: str) -> list[str]:
-  """Comma-separated files and globs -> the files (sorted per pattern)."""
-  found = []
-  for pattern in [p.strip() for p in spec.split(",") if p.strip()]:
-    matches = sorted(glob.glob(pattern))
-    if not matches:
-      raise UserError(f"--input_file: {pattern}: no such file")
-    found += matches
-  return found
+  """--input_file: comma-separated files and globs -> the files."""
+  return files.expand_patterns(spec, "--input_file")
 
 
 def make_dataset(files: list[str], max_seq_length: int, max_predictions: int,

@@ -362,6 +362,8 @@ class PretrainConfig(Config):
     return ("output_dir", "bert_config_file", "vocab_file", "init_checkpoint")
 
 
+# Path settings that hold comma-separated files and globs.
+LIST_PATH_KEYS = ("transfer_file",)
 # Training settings that a resumed run may change (with a warning): how long
 # it trains.
 LENGTH_KEYS = ("num_train_epochs", "num_train_steps")
@@ -413,11 +415,14 @@ def read_record(output_dir: str | None) -> dict | None:
 
 def _absolute(config: C) -> C:
   """Path settings made absolute (a record must not depend on the cwd)."""
-  def absolute(value):
+  def absolute(key, value):
     if isinstance(value, tuple):
       return tuple(os.path.abspath(v) for v in value)
+    if key in LIST_PATH_KEYS:
+      return ",".join(os.path.abspath(v.strip()) for v in value.split(",")
+                      if v.strip())
     return os.path.abspath(value)
-  changes = {k: absolute(getattr(config, k))
+  changes = {k: absolute(k, getattr(config, k))
              for k in config.path_keys() if getattr(config, k)}
   return config.replace(**changes)
 

@@ -128,15 +128,16 @@ def test_end_to_end_with_transfer_set(env, tmp_path, caplog):
   """Distil, evaluate, predict, export; the served student gives
   test_results.tsv; unlabelled transfer lines join the training data."""
   caplog.set_level(logging.INFO, logger="absl")
-  transfer = tmp_path / "transfer.txt"
-  transfer.write_text("good food\nthe dog sat on a mat 差\n好 吃\n",
-                      encoding="utf-8")
+  # Two shards, given as a glob.
+  (tmp_path / "transfer-0.txt").write_text(
+      "good food\nthe dog sat on a mat 差\n", encoding="utf-8")
+  (tmp_path / "transfer-1.txt").write_text("好 吃\n", encoding="utf-8")
   out = tmp_path / "out"
   run(env, out, do_train=True, do_eval=True, do_predict=True, do_export=True,
-      export_dir=str(tmp_path / "export"), transfer_file=str(transfer),
-      num_train_epochs=6)
+      export_dir=str(tmp_path / "export"),
+      transfer_file=str(tmp_path / "transfer-*.txt"), num_train_epochs=6)
 
-  assert "Transfer set: 3 unlabelled examples" in caplog.text
+  assert "Transfer set: 3 unlabelled examples from 2 file(s)" in caplog.text
   (train_file,) = glob.glob(str(out / "train-*.tf_record"))
   has_label = np.concatenate([b["has_label"].numpy() for b in data.make_dataset(
       train_file, SEQ, 64, is_training=False)])
