@@ -142,7 +142,7 @@ def hf_torch(shape: dict, work_dir: str) -> dict:
     loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
     loss.backward()
     optimizer.step()
-    return float(loss)
+    return float(loss.detach())
 
   def infer(b):
     def call():
