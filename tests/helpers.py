@@ -210,15 +210,20 @@ def write_emotion_data(directory: str, n_train: int = 96, n_dev: int = 32,
   return directory
 
 
+def tiny_task_files(directory: str) -> dict:
+  """The tiny config, vocab and emotion data written under `directory`, and
+  an output dir there: the file flags of a run_classifier.py run."""
+  return {"bert_config_file": write_config(directory),
+          "vocab_file": write_vocab(directory),
+          "data_dir": write_emotion_data(os.path.join(directory, "data")),
+          "output_dir": os.path.join(directory, "out")}
+
+
 def train_and_export(directory: str, epochs: int = 2) -> dict:
   """A tiny emotion classifier trained with run_classifier.py and exported;
   returns its files (config, vocab, data, output and export dirs)."""
-  import os
   from bert import run_classifier
-  files = {"bert_config_file": write_config(directory),
-           "vocab_file": write_vocab(directory),
-           "data_dir": write_emotion_data(os.path.join(directory, "data")),
-           "output_dir": os.path.join(directory, "out"),
+  files = {**tiny_task_files(directory),
            "export_dir": os.path.join(directory, "export")}
   run_main(run_classifier.main, task_name="emotion", max_seq_length=16,
            train_batch_size=8, learning_rate=2e-3, num_train_epochs=epochs,

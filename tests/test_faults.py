@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert import checkpoints, data, export, files, run_classifier
+from bert import checkpoints, export, files, run_classifier
 from bert.errors import UserError
 from tests import helpers
 
@@ -22,11 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture
 def paths(tmp_path):
-  d = str(tmp_path)
-  return {"bert_config_file": helpers.write_config(d),
-          "vocab_file": helpers.write_vocab(d),
-          "data_dir": helpers.write_emotion_data(os.path.join(d, "data")),
-          "output_dir": os.path.join(d, "out")}
+  return helpers.tiny_task_files(str(tmp_path))
 
 
 def run(paths, **flags):
@@ -310,7 +306,7 @@ def test_run_killed_and_resumed_equals_an_uninterrupted_run(paths, tmp_path):
   resumed = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True,
                            text=True)
   assert resumed.returncode == 0, resumed.stderr[-2000:]
-  assert f"Resuming from" in resumed.stderr
+  assert "Resuming from" in resumed.stderr
   weights = _final_weights(killed["output_dir"])
   assert weights.keys() == uninterrupted.keys()
   assert weights["global_step"] == 240

@@ -76,11 +76,9 @@ def results(output_dir):
 
 def test_two_workers_train_like_one_process_and_resume(tmp_path):
   d = str(tmp_path)
-  out = os.path.join(d, "workers")
-  flags = {"task_name": "emotion", "bert_config_file": helpers.write_config(d),
-           "vocab_file": helpers.write_vocab(d),
-           "data_dir": helpers.write_emotion_data(os.path.join(d, "data")),
-           "max_seq_length": 16, "train_batch_size": 8, "learning_rate": 2e-3,
+  files = helpers.tiny_task_files(d)
+  out = files.pop("output_dir")
+  flags = {"task_name": "emotion", **files, "max_seq_length": 16, "train_batch_size": 8, "learning_rate": 2e-3,
            "num_train_epochs": 10, "save_checkpoints_steps": 10,
            "log_steps": 10, "do_train": True, "do_eval": True}
   planned = 120  # 96 examples / 8 * 10 epochs.
@@ -123,11 +121,8 @@ def test_two_workers_train_like_one_process_and_resume(tmp_path):
 
 
 def test_bad_tf_config_is_one_line_before_any_work(tmp_path, monkeypatch):
-  d = str(tmp_path)
-  flags = {"task_name": "emotion", "bert_config_file": helpers.write_config(d),
-           "vocab_file": helpers.write_vocab(d),
-           "data_dir": helpers.write_emotion_data(os.path.join(d, "data")),
-           "output_dir": os.path.join(d, "out"), "do_train": True}
+  flags = {"task_name": "emotion", "do_train": True,
+           **helpers.tiny_task_files(str(tmp_path))}
   for tf_config, message in (
       ("{not json", "TF_CONFIG is not valid JSON"),
       (json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},

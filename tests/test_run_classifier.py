@@ -19,12 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture
 def files(tmp_path):
-  d = str(tmp_path)
-  return {"bert_config_file": helpers.write_config(d),
-          "vocab_file": helpers.write_vocab(d),
-          "data_dir": helpers.write_emotion_data(os.path.join(d, "data")),
-          "output_dir": os.path.join(d, "out"),
-          "export_dir": os.path.join(d, "export")}
+  return {**helpers.tiny_task_files(str(tmp_path)),
+          "export_dir": str(tmp_path / "export")}
 
 
 def run(files, **flags):
