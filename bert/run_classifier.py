@@ -155,7 +155,8 @@ def run(config: run_config.RunConfig, write_dir: str | None = None) -> None:
   cluster gets a scratch directory and stops after training.
   """
   output_dir = config.output_dir
-  if not config.do_train and not training.cluster_task().is_chief:
+  chief = training.cluster_task().is_chief
+  if not config.do_train and not chief:
     logging.info("Not the chief worker: nothing to do without --do_train")
     return
   training.set_seed(config.seed)
@@ -199,7 +200,7 @@ def run(config: run_config.RunConfig, write_dir: str | None = None) -> None:
         save_checkpoints_steps=config.save_checkpoints_steps,
         log_every=config.log_steps, keep_checkpoints=config.keep_checkpoint_max,
         seed=config.seed, precision=config.precision, write_dir=write_dir)
-    if training.cluster_task().is_chief:
+    if chief:
       run_config.write_record(config)
     if not trainer.restore():
       if config.bert_hub_module_handle:
@@ -209,7 +210,7 @@ def run(config: run_config.RunConfig, write_dir: str | None = None) -> None:
         classifier.init_model(model, config.init_checkpoint)
     trainer.train(dataset, config.train_batch_size)
     global_step = trainer.global_step
-    if not training.cluster_task().is_chief:
+    if not chief:
       return  # Eval, predict and export are the chief's.
   else:
     global_step = classifier.load_trained(config, model)

@@ -102,7 +102,8 @@ def run(config: run_config.DistillConfig, write_dir: str | None = None) -> None:
   """Distil, evaluate, predict and export as `config` says (`write_dir`: as
   in `run_classifier.run`)."""
   output_dir = config.output_dir
-  if not config.do_train and not training.cluster_task().is_chief:
+  chief = training.cluster_task().is_chief
+  if not config.do_train and not chief:
     logging.info("Not the chief worker: nothing to do without --do_train")
     return
   training.set_seed(config.seed)
@@ -136,14 +137,14 @@ def run(config: run_config.DistillConfig, write_dir: str | None = None) -> None:
         trainable_variables=plan.trainable_variables(model),
         extra_checkpoint_variables=plan.extra_variables, seed=config.seed,
         precision=config.precision, write_dir=write_dir)
-    if training.cluster_task().is_chief:
+    if chief:
       run_config.write_record(
           config, {"teacher": objective.teacher_record(config, teacher)})
     if not trainer.restore():
       plan.init_student()
     trainer.train(dataset, config.train_batch_size)
     global_step = trainer.global_step
-    if not training.cluster_task().is_chief:
+    if not chief:
       return  # Eval, predict and export are the chief's.
   else:
     global_step = classifier.load_trained(config, model)
