@@ -1,0 +1,180 @@
+"""Experiment: does pre-training make a teacher worth distilling, and what
+carries its knowledge into a 2-layer student?
+
+All runs fine-tune on the waimai train split with the corpus vocabulary
+(sequence 64, 3 epochs, batch 32, `--group_by_length=50`) and report dev
+accuracy, mean and spread over --seeds.  Arms:
+
+  teacher_scratch          4x256 teacher from random weights
+  teacher_pretrained       the same from --teacher_checkpoint (run_pretraining)
+  student_labels           2x128 student from random weights, labels only
+  student_distilled        the same distilled from the best pre-trained
+                           teacher (by dev; T=10, alpha 0.5, cached logits)
+  student_pt_labels        2x128 student from --student_checkpoint (its own
+                           masked-LM pre-training), labels only
+  student_pt_distilled     that student distilled from the best teacher
+  student_pt_ensemble      that student distilled from all pre-trained
+                           teachers (Hinton's ensemble of seeds)
+  student_pt_ngram         that student distilled from the best teacher and
+                           --teacher_probs_file (e.g. the n-gram teacher)
+
+  bash scripts/pretrain.sh                                    # the teacher
+  OUTPUT_DIR=output/pretrain_student LAYERS=2 HIDDEN=128 bash scripts/pretrain.sh
+  python benchmarks/pretrain_distill.py \
+    --teacher_checkpoint=output/pretrain --student_checkpoint=output/pretrain_student
+
+Finished runs are reused, so an interrupted experiment resumes.  Skips
+cleanly when ../shared/data/waimai is absent.
+"""
+
+import os
+import statistics
+import sys
+import time
+
+from absl import app, flags
+
+import runs  # benchmarks/runs.py, beside this file.
+
+ROOT = runs.ROOT
+sys.path.insert(0, ROOT)
+from bert import modeling  # pylint: disable=wrong-import-position
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", os.path.join(ROOT, "..", "shared", "data",
+                                             "waimai"), "text&label data.")
+flags.DEFINE_string("work_dir", os.path.join(ROOT, "output",
+                                             "pretrain_distill"),
+                    "Where runs go.")
+flags.DEFINE_string("vocab_file", os.path.join(ROOT, "data", "corpus",
+                                               "vocab.txt"),
+                    "The vocab the checkpoints were pre-trained with.")
+flags.DEFINE_string("teacher_checkpoint", None, "Pre-trained 4x256 teacher "
+                    "(a run_pretraining.py output_dir or checkpoint).")
+flags.DEFINE_string("student_checkpoint", None, "Pre-trained 2x128 student.")
+flags.DEFINE_string("teacher_probs_file", None, "A teacher as a file, for "
+                    "student_pt_ngram (benchmarks/ngram_teacher.py).")
+flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds.")
+flags.DEFINE_list("arms", ["teacher_scratch", "teacher_pretrained",
+                           "student_labels", "student_distilled",
+                           "student_pt_labels", "student_pt_distilled",
+                           "student_pt_ensemble"], "Which arms to run.")
+flags.DEFINE_float("teacher_learning_rate", 1e-4, "Teachers' peak LR.")
+flags.DEFINE_float("student_learning_rate", 3e-4, "Students' peak LR.")
+flags.DEFINE_list("distill_flags", [], "Extra flags for the distilled arms "
+                  "(e.g. --temperature=4); --tag keeps them apart.")
+flags.DEFINE_string("tag", "", "Suffix of the distilled arms' directories.")
+flags.DEFINE_integer("max_seq_length", 64, "Sequence length.")
+flags.DEFINE_float("epochs", 3.0, "Training epochs.")
+
+
+def write_config(work_dir: str, vocab_size: int, layers: int,
+                 hidden: int) -> str:
+  path = os.path.join(work_dir, f"bert_config_{layers}x{hidden}.json")
+  with open(path, "w") as f:
+    f.write(modeling.sized_config(vocab_size, layers, hidden).to_json_string())
+  return path
+
+
+def main(argv):
+  del argv
+  work_dir = FLAGS.work_dir
+  vocab_size = runs.start_experiment(FLAGS.data_dir, work_dir,
+                                     FLAGS.vocab_file)
+  if vocab_size is None:
+    return
+  teacher_config = write_config(work_dir, vocab_size, 4, 256)
+  student_config = write_config(work_dir, vocab_size, 2, 128)
+  common = ["--task_name=emotion", f"--data_dir={FLAGS.data_dir}",
+            f"--vocab_file={FLAGS.vocab_file}", "--do_train", "--do_eval",
+            f"--max_seq_length={FLAGS.max_seq_length}",
+            f"--num_train_epochs={FLAGS.epochs}", "--eval_batch_size=64",
+            "--group_by_length=50", "--log_steps=200",
+            f"--cache_dir={os.path.join(work_dir, 'cache')}"]
+  teacher = common + [f"--bert_config_file={teacher_config}",
+                      f"--learning_rate={FLAGS.teacher_learning_rate}"]
+  student = common + [f"--bert_config_file={student_config}",
+                      f"--learning_rate={FLAGS.student_learning_rate}"]
+  pretrained_student = student + (
+      [f"--init_checkpoint={FLAGS.student_checkpoint}"]
+      if FLAGS.student_checkpoint else [])
+  table: dict[str, list[float]] = {}
+  start = time.time()
+
+  def arm(name: str, script: str, flags_: list[str]) -> list[str]:
+    """Runs arm `name` over the seeds; returns its output dirs."""
+    dirs = []
+    for seed in FLAGS.seeds:
+      output_dir = os.path.join(work_dir, f"{name}_{seed}")
+      log = output_dir + ".log"
+      accuracy = runs.run(script, output_dir, flags_ + [f"--seed={seed}"],
+                          log)["eval_accuracy"]
+      table.setdefault(name, []).append(accuracy)
+      print(f"{name} seed {seed}: dev {accuracy:.4f}", flush=True)
+      dirs.append(output_dir)
+    return dirs
+
+  def exported(output_dir: str) -> str:
+    export_dir = os.path.join(output_dir, "export")
+    if not os.path.isdir(export_dir):
+      runs.call_script("run_classifier.py", output_dir,
+                       ["--do_export", f"--export_dir={export_dir}"],
+                       output_dir + ".log")
+    return export_dir
+
+  arms = set(FLAGS.arms)
+  if "teacher_scratch" in arms:
+    arm("teacher_scratch", "run_classifier.py", teacher)
+  teachers = []
+  if arms & {"teacher_pretrained", "student_distilled",
+             "student_pt_distilled", "student_pt_ensemble",
+             "student_pt_ngram"}:
+    if not FLAGS.teacher_checkpoint:
+      raise app.UsageError("--teacher_checkpoint is needed by " +
+                           ", ".join(sorted(arms - {"teacher_scratch"})))
+    dirs = arm("teacher_pretrained", "run_classifier.py", teacher + [
+        f"--init_checkpoint={FLAGS.teacher_checkpoint}"])
+    # Best by dev: tuning on dev is what a user can do.
+    accuracies = table["teacher_pretrained"]
+    teachers = [exported(d) for d in dirs]
+    best = teachers[accuracies.index(max(accuracies))]
+    print(f"teacher for the students: {best}", flush=True)
+  distill = ["--cache_teacher_logits"] + FLAGS.distill_flags
+  if "student_labels" in arms:
+    arm("student_labels", "run_classifier.py", student)
+  if "student_distilled" in arms:
+    arm("student_distilled" + FLAGS.tag, "run_classifier_distill.py",
+        student + distill + [f"--teacher_model={best}"])
+  if arms & {"student_pt_labels", "student_pt_distilled",
+             "student_pt_ensemble", "student_pt_ngram"}:
+    if not FLAGS.student_checkpoint:
+      raise app.UsageError("the student_pt_* arms need --student_checkpoint")
+  if "student_pt_labels" in arms:
+    arm("student_pt_labels", "run_classifier.py", pretrained_student)
+  if "student_pt_distilled" in arms:
+    arm("student_pt_distilled" + FLAGS.tag, "run_classifier_distill.py",
+        pretrained_student + distill + [f"--teacher_model={best}"])
+  if "student_pt_ensemble" in arms:
+    arm("student_pt_ensemble" + FLAGS.tag, "run_classifier_distill.py",
+        pretrained_student + distill + [
+            "--teacher_model=" + ",".join(teachers)])
+  if "student_pt_ngram" in arms:
+    if not FLAGS.teacher_probs_file:
+      raise app.UsageError("student_pt_ngram needs --teacher_probs_file")
+    arm("student_pt_ngram" + FLAGS.tag, "run_classifier_distill.py",
+        pretrained_student + distill + [
+            f"--teacher_model={best}",
+            f"--teacher_probs_file={FLAGS.teacher_probs_file}"])
+
+  print(f"\n{len(FLAGS.seeds)} seeds, {FLAGS.epochs:g} epochs, "
+        f"{(time.time() - start) / 60:.0f} min; waimai dev accuracy")
+  print("| arm | mean | std | runs |")
+  print("|---|---|---|---|")
+  for name, values in table.items():
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    print(f"| {name} | {statistics.mean(values):.4f} | {std:.4f} | "
+          f"{', '.join(f'{v:.4f}' for v in values)} |")
+
+
+if __name__ == "__main__":
+  app.run(main)
