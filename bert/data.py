@@ -9,11 +9,14 @@ can mask them.
 
 from __future__ import annotations
 
+import collections
+from concurrent import futures
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import os
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from absl import logging
 import numpy as np
@@ -134,6 +137,78 @@ def _int_feature(values) -> tf.train.Feature:
   return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
 
 
+# Conversion runs in chunks; inputs this large use several processes.
+_CHUNK_EXAMPLES = 4096
+_PARALLEL_MIN_EXAMPLES = 50_000
+# What the conversion workers need, set before they are forked (a tokenizer
+# need not pickle).
+_conversion_args: tuple = ()
+
+
+def _serialize(features: InputFeatures, example_index: int) -> bytes:
+  return tf.train.Example(features=tf.train.Features(feature={
+      "input_ids": _int_feature(features.input_ids),
+      "input_mask": _int_feature(features.input_mask),
+      "segment_ids": _int_feature(features.segment_ids),
+      "label_ids": _int_feature([features.label_id]),
+      "has_label": _int_feature([features.has_label]),
+      "example_index": _int_feature([example_index]),
+  })).SerializeToString()
+
+
+def _convert_chunk(start: int, examples: Sequence[InputExample]
+                   ) -> list[bytes]:
+  label_list, max_seq_length, tokenizer = _conversion_args
+  return [_serialize(convert_example(e, label_list, max_seq_length,
+                                     tokenizer), start + i)
+          for i, e in enumerate(examples)]
+
+
+def conversion_processes(num_examples: int) -> int:
+  """Processes `serialized_features` uses for `num_examples` examples: one
+  for small inputs, else one per available CPU (at most 8)."""
+  if (num_examples < _PARALLEL_MIN_EXAMPLES or
+      "fork" not in multiprocessing.get_all_start_methods()):
+    return 1
+  cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+          else os.cpu_count() or 1)
+  return max(1, min(8, cpus))
+
+
+def serialized_features(examples: Sequence[InputExample],
+                        label_list: Sequence[str], max_seq_length: int,
+                        tokenizer) -> Iterator[bytes]:
+  """Yields each example's features as a serialized tf.train.Example, in
+  order, with its index as `example_index`.
+
+  Only a few chunks of features exist at a time, so memory stays bounded by
+  the examples themselves; large inputs are converted by forked worker
+  processes (`conversion_processes`), a few chunks ahead of the writer.
+  """
+  global _conversion_args
+  _conversion_args = (list(label_list), max_seq_length, tokenizer)
+  starts = range(0, len(examples), _CHUNK_EXAMPLES)
+  processes = conversion_processes(len(examples))
+  if processes == 1:
+    for start in starts:
+      yield from _convert_chunk(start,
+                                examples[start:start + _CHUNK_EXAMPLES])
+    return
+  # fork: the workers inherit the tokenizer and run Python only (no
+  # TensorFlow ops), which is what makes forking a TensorFlow process safe.
+  # A worker that dies raises BrokenProcessPool here rather than hanging.
+  with futures.ProcessPoolExecutor(
+      processes, mp_context=multiprocessing.get_context("fork")) as pool:
+    pending = collections.deque()
+    for start in starts:
+      pending.append(pool.submit(
+          _convert_chunk, start, examples[start:start + _CHUNK_EXAMPLES]))
+      if len(pending) >= 2 * processes:
+        yield from pending.popleft().result()
+    while pending:
+      yield from pending.popleft().result()
+
+
 def cache_features(examples: Sequence[InputExample], label_list: Sequence[str],
                    max_seq_length: int, tokenizer, output_dir: str,
                    split_name: str) -> str:
@@ -142,7 +217,8 @@ def cache_features(examples: Sequence[InputExample], label_list: Sequence[str],
   The key hashes the examples, label list, max_seq_length and tokenizer, so a
   change to any of them writes a new file and an unchanged input reuses the
   old one.  A `<file>.json` sidecar records num_examples, max_seq_length and
-  label_list.  Returns the TFRecord path.
+  label_list.  The features are streamed to the file (`serialized_features`),
+  never held all at once.  Returns the TFRecord path.
   """
   key = features_key(examples, label_list, max_seq_length, tokenizer)
   path = os.path.join(output_dir, f"{split_name}-{key}.tf_record")
@@ -153,24 +229,20 @@ def cache_features(examples: Sequence[InputExample], label_list: Sequence[str],
     logging.warning("%s: damaged or incomplete (its size is not the one "
                     "recorded in %s.json); converting again", path, path)
   os.makedirs(output_dir, exist_ok=True)
-  features = convert_examples(examples, label_list, max_seq_length, tokenizer)
+  processes = conversion_processes(len(examples))
+  if processes > 1:
+    logging.info("%s: converting %d examples in %d processes", path,
+                 len(examples), processes)
 
   def write_records(tmp):
     with tf.io.TFRecordWriter(tmp) as writer:
-      for i, f in enumerate(features):
-        record = tf.train.Example(features=tf.train.Features(feature={
-            "input_ids": _int_feature(f.input_ids),
-            "input_mask": _int_feature(f.input_mask),
-            "segment_ids": _int_feature(f.segment_ids),
-            "label_ids": _int_feature([f.label_id]),
-            "has_label": _int_feature([f.has_label]),
-            "example_index": _int_feature([i]),
-        }))
-        writer.write(record.SerializeToString())
+      for record in serialized_features(examples, label_list,
+                                        max_seq_length, tokenizer):
+        writer.write(record)
 
   def write_sidecar(tmp):
     with open(tmp, "w", encoding="utf-8") as f:
-      json.dump({"num_examples": len(features),
+      json.dump({"num_examples": len(examples),
                  "max_seq_length": max_seq_length,
                  "label_list": list(label_list),
                  "bytes": os.path.getsize(path)}, f, ensure_ascii=False,
@@ -181,7 +253,7 @@ def cache_features(examples: Sequence[InputExample], label_list: Sequence[str],
   # crash in between, is converted again).
   files.write_atomically(path, write_records)
   files.write_atomically(path + ".json", write_sidecar)
-  logging.info("%s: wrote %d examples", path, len(features))
+  logging.info("%s: wrote %d examples", path, len(examples))
   return path
 
 

@@ -290,3 +290,26 @@ def test_group_by_length_batches_similar_lengths(tmp_path, tokenizer):
     assert list(lengths) == sorted(lengths)
   np.testing.assert_array_equal(once["input_ids"],
                                 want["input_ids"][once["example_index"]])
+
+
+def test_conversion_in_processes_equals_one_process(tokenizer, monkeypatch):
+  examples = some_examples() * 5  # 35 examples over 12 chunks of 3.
+  monkeypatch.setattr(data, "_CHUNK_EXAMPLES", 3)
+  one = list(data.serialized_features(examples, LABELS, 8, tokenizer))
+  monkeypatch.setattr(data, "conversion_processes", lambda n: 2)
+  forked = list(data.serialized_features(examples, LABELS, 8, tokenizer))
+  assert forked == one
+  indices = [tf.train.Example.FromString(r).features.feature["example_index"]
+             .int64_list.value[0] for r in forked]
+  assert indices == list(range(35))
+  # A worker's error reaches the caller as itself.
+  bad = examples + [InputExample("bad-1", "a b", None, "maybe")]
+  with pytest.raises(UserError, match="bad-1: label 'maybe'"):
+    list(data.serialized_features(bad, LABELS, 8, tokenizer))
+
+
+def test_large_inputs_convert_in_several_processes(monkeypatch):
+  assert data.conversion_processes(10) == 1
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2},
+                      raising=False)
+  assert data.conversion_processes(1_000_000) == 3
