@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -187,6 +188,16 @@ def set_seed(seed: int | None) -> None:
     random.seed(seed)
     np.random.seed(seed)
     tf.random.set_seed(seed)
+
+
+def _collective_failure(error: tf.errors.OpError) -> str:
+  """The informative part of a failed collective's message: gRPC's reason
+  (e.g. "Connection reset by peer") rather than "Graph execution error:"."""
+  found = re.search(r'grpc_message:"([^"]+)"', str(error))
+  if found:
+    return found.group(1)
+  lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+  return (lines[-1] if lines else type(error).__name__)[:160]
 
 
 class Trainer:
@@ -365,7 +376,7 @@ class Trainer:
         # A collective gave up on another worker (dead or unreachable).
         raise UserError(
             f"step {step}: another worker stopped answering "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:160]}). "
+            f"({type(e).__name__}: {_collective_failure(e)}). "
             f"{self._last_checkpoint_note()}Start every worker again with the "
             "same command to resume.") from None
       window_steps += 1
