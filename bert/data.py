@@ -13,6 +13,7 @@ import collections
 from concurrent import futures
 import dataclasses
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -140,6 +141,9 @@ def _int_feature(values) -> tf.train.Feature:
 # Conversion runs in chunks; inputs this large use several processes.
 _CHUNK_EXAMPLES = 4096
 _PARALLEL_MIN_EXAMPLES = 50_000
+# A cache of more examples is written in shards of this many, which
+# training reads a few at a time, in a new order each epoch.
+_SHARD_EXAMPLES = 100_000
 # What the conversion workers need, set before they are forked (a tokenizer
 # need not pickle).
 _conversion_args: tuple = ()
@@ -222,7 +226,7 @@ def cache_features(examples: Sequence[InputExample], label_list: Sequence[str],
   """
   key = features_key(examples, label_list, max_seq_length, tokenizer)
   path = os.path.join(output_dir, f"{split_name}-{key}.tf_record")
-  if os.path.exists(path):
+  if os.path.exists(path) or os.path.exists(path + ".json"):
     if _cache_is_whole(path):
       logging.info("%s: reusing cached features", path)
       return path
@@ -233,38 +237,57 @@ def cache_features(examples: Sequence[InputExample], label_list: Sequence[str],
   if processes > 1:
     logging.info("%s: converting %d examples in %d processes", path,
                  len(examples), processes)
-
-  def write_records(tmp):
-    with tf.io.TFRecordWriter(tmp) as writer:
-      for record in serialized_features(examples, label_list,
-                                        max_seq_length, tokenizer):
-        writer.write(record)
+  records = serialized_features(examples, label_list, max_seq_length,
+                                tokenizer)
+  num_shards = max(1, -(-len(examples) // _SHARD_EXAMPLES))
+  shards = ([path] if num_shards == 1 else
+            [f"{path}-{k:05d}-of-{num_shards:05d}" for k in range(num_shards)])
+  for shard in shards:
+    def write_records(tmp):
+      with tf.io.TFRecordWriter(tmp) as writer:
+        for record in itertools.islice(records, _SHARD_EXAMPLES):
+          writer.write(record)
+    files.write_atomically(shard, write_records)
 
   def write_sidecar(tmp):
+    info = {"num_examples": len(examples), "max_seq_length": max_seq_length,
+            "label_list": list(label_list),
+            "bytes": sum(os.path.getsize(f) for f in shards)}
+    if num_shards > 1:
+      info["shards"] = [os.path.basename(f) for f in shards]
     with open(tmp, "w", encoding="utf-8") as f:
-      json.dump({"num_examples": len(examples),
-                 "max_seq_length": max_seq_length,
-                 "label_list": list(label_list),
-                 "bytes": os.path.getsize(path)}, f, ensure_ascii=False,
-                indent=2)
+      json.dump(info, f, ensure_ascii=False, indent=2)
 
   # The records first: the sidecar records their size, which a later run
   # checks before reusing them (a record file without a sidecar, from a
   # crash in between, is converted again).
-  files.write_atomically(path, write_records)
   files.write_atomically(path + ".json", write_sidecar)
-  logging.info("%s: wrote %d examples", path, len(examples))
+  logging.info("%s: wrote %d examples%s", path, len(examples),
+               f" in {num_shards} shards" if num_shards > 1 else "")
   return path
+
+
+def cache_files(tfrecord_path: str) -> list[str]:
+  """The record files of a `cache_features` cache: the file itself, or the
+  shards its sidecar lists (caches of more than 100,000 examples)."""
+  try:
+    shards = read_cache_info(tfrecord_path).get("shards")
+  except UserError:
+    shards = None
+  if not shards:
+    return [tfrecord_path]
+  directory = os.path.dirname(tfrecord_path)
+  return [os.path.join(directory, name) for name in shards]
 
 
 def _cache_is_whole(tfrecord_path: str) -> bool:
   try:
     info = read_cache_info(tfrecord_path)
-  except (UserError, ValueError):
+    sizes = [os.path.getsize(f) for f in cache_files(tfrecord_path)]
+  except (UserError, ValueError, OSError):
     return False
   # Caches written before sizes were recorded are taken as they are.
-  return info.get("bytes", os.path.getsize(tfrecord_path)) == os.path.getsize(
-      tfrecord_path)
+  return info.get("bytes", sum(sizes)) == sum(sizes)
 
 
 def read_cache_info(tfrecord_path: str) -> dict:
@@ -296,8 +319,10 @@ def make_dataset(tfrecord_path: str, max_seq_length: int, batch_size: int,
   training the order then changes within each run: `example_index` tells
   where a row came from.
   """
-  if not os.path.exists(tfrecord_path):
-    raise UserError(f"{tfrecord_path}: file not found")
+  paths = cache_files(tfrecord_path)
+  for path in paths:
+    if not os.path.exists(path):
+      raise UserError(f"{path}: file not found")
   if os.path.exists(tfrecord_path + ".json"):
     cached_len = read_cache_info(tfrecord_path)["max_seq_length"]
     if cached_len != max_seq_length:
@@ -312,7 +337,16 @@ def make_dataset(tfrecord_path: str, max_seq_length: int, batch_size: int,
     parsed = tf.io.parse_example(serialized, spec)
     return {k: tf.cast(v, tf.int32) for k, v in parsed.items()}
 
-  d = tf.data.TFRecordDataset(tfrecord_path)
+  if is_training and len(paths) > 1:
+    # A file far larger than the shuffle buffer would be read nearly in
+    # order (the train split, then the transfer set): its shards come in a
+    # new order each epoch, several read at once.
+    d = tf.data.Dataset.from_tensor_slices(paths).shuffle(
+        len(paths), seed=seed, reshuffle_each_iteration=True)
+    d = d.interleave(tf.data.TFRecordDataset, cycle_length=min(len(paths), 8),
+                     block_length=1)
+  else:
+    d = tf.data.TFRecordDataset(paths)  # In file order.
   if is_training:
     # Shuffling before repeating keeps epochs whole; reshuffles each epoch.
     d = d.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)

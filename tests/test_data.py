@@ -313,3 +313,39 @@ def test_large_inputs_convert_in_several_processes(monkeypatch):
   monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2},
                       raising=False)
   assert data.conversion_processes(1_000_000) == 3
+
+
+def test_large_caches_are_sharded_and_training_mixes_the_shards(
+    tmp_path, tokenizer, monkeypatch):
+  monkeypatch.setattr(data, "_SHARD_EXAMPLES", 4)
+  examples = some_examples(10)
+  out = str(tmp_path / "cache")
+  path = data.cache_features(examples, LABELS, 8, tokenizer, out, "train")
+  shards = data.cache_files(path)
+  assert [os.path.basename(s) for s in shards] == [
+      os.path.basename(path) + f"-0000{k}-of-00003" for k in range(3)]
+  assert sorted(os.listdir(out)) == sorted(
+      [os.path.basename(s) for s in shards] + [os.path.basename(path) + ".json"])
+  # Outside training: the file order, the same features as one file.
+  got = collect(data.make_dataset(path, 8, 3, is_training=False))
+  want = data.features_to_tensors(
+      data.convert_examples(examples, LABELS, 8, tokenizer))
+  for k in want:
+    np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+  # Training: every example once per epoch, the shards interleaved (with a
+  # shuffle buffer of 1, only the shard order and interleaving can move the
+  # last shard's examples ahead of the first's).
+  epochs = []
+  for seed in (1, 2, 3):
+    d = data.make_dataset(path, 8, 1, is_training=True, seed=seed,
+                          shuffle_buffer_size=1)
+    epochs.append([int(b["example_index"][0]) for b in d.take(10)])
+  assert all(sorted(e) == list(range(10)) for e in epochs)
+  assert any(e[:3] != [0, 1, 2] for e in epochs)
+  assert any(e.index(8) < e.index(0) for e in epochs)
+  # Reused as it is; a missing shard means converting again.
+  assert data.cache_features(examples, LABELS, 8, tokenizer, out,
+                             "train") == path
+  os.remove(shards[1])
+  data.cache_features(examples, LABELS, 8, tokenizer, out, "train")
+  assert all(os.path.exists(s) for s in shards)
