@@ -18,6 +18,10 @@ accuracy, mean and spread over --seeds.  Arms:
   student_pt_ngram         that student distilled from the best teacher and
                            --teacher_probs_file (e.g. the n-gram teacher)
 
+--search=T,T,...:alpha,alpha,... also runs student_pt_distilled over that
+grid of temperature and alpha (same seeds) and plots dev accuracy against
+the temperature, one line per alpha, to <work_dir>/search.png.
+
   bash scripts/pretrain.sh                                    # the teacher
   OUTPUT_DIR=output/pretrain_student LAYERS=2 HIDDEN=128 bash scripts/pretrain.sh
   python benchmarks/pretrain_distill.py \
@@ -64,6 +68,8 @@ flags.DEFINE_float("student_learning_rate", 3e-4, "Students' peak LR.")
 flags.DEFINE_list("distill_flags", [], "Extra flags for the distilled arms "
                   "(e.g. --temperature=4); --tag keeps them apart.")
 flags.DEFINE_string("tag", "", "Suffix of the distilled arms' directories.")
+flags.DEFINE_string("search", None, "A grid for student_pt_distilled: "
+                    "temperatures:alphas, e.g. 1,4,10:0.5,0.9.")
 flags.DEFINE_integer("max_seq_length", 64, "Sequence length.")
 flags.DEFINE_float("epochs", 3.0, "Training epochs.")
 
@@ -166,6 +172,19 @@ def main(argv):
             f"--teacher_model={best}",
             f"--teacher_probs_file={FLAGS.teacher_probs_file}"])
 
+  grid = {}
+  if FLAGS.search:
+    temperatures, alphas = (
+        [float(v) for v in part.split(",")] for part in FLAGS.search.split(":"))
+    for alpha in alphas:
+      for temperature in temperatures:
+        name = f"student_pt_distilled_T{temperature:g}_a{alpha:g}"
+        arm(name, "run_classifier_distill.py", pretrained_student + [
+            "--cache_teacher_logits", f"--teacher_model={best}",
+            f"--temperature={temperature}", f"--alpha={alpha}"])
+        grid[(alpha, temperature)] = table[name]
+    plot_search(grid, os.path.join(work_dir, "search.png"))
+
   print(f"\n{len(FLAGS.seeds)} seeds, {FLAGS.epochs:g} epochs, "
         f"{(time.time() - start) / 60:.0f} min; waimai dev accuracy")
   print("| arm | mean | std | runs |")
@@ -174,6 +193,33 @@ def main(argv):
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     print(f"| {name} | {statistics.mean(values):.4f} | {std:.4f} | "
           f"{', '.join(f'{v:.4f}' for v in values)} |")
+
+
+
+def plot_search(grid: dict[tuple[float, float], list[float]],
+                path: str) -> None:
+  """Dev accuracy (mean, seeds' spread as error bars) against temperature,
+  one line per alpha."""
+  # pylint: disable=import-outside-toplevel
+  import matplotlib
+  matplotlib.use("Agg")  # No display on servers.
+  from matplotlib import pyplot as plt
+  fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+  for alpha in sorted({a for a, _ in grid}):
+    points = sorted((t, v) for (a, t), v in grid.items() if a == alpha)
+    ax.errorbar([t for t, _ in points],
+                [statistics.mean(v) for _, v in points],
+                yerr=[statistics.stdev(v) if len(v) > 1 else 0
+                      for _, v in points],
+                marker="o", capsize=3, label=f"alpha {alpha:g}")
+  ax.set_xscale("log")
+  ax.set_xlabel("temperature")
+  ax.set_ylabel("dev accuracy (mean, seeds' std)")
+  ax.set_title("2x128 pre-trained student distilled on waimai")
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path)
+  print(f"wrote {path}")
 
 
 if __name__ == "__main__":
