@@ -67,7 +67,8 @@ flags.DEFINE_float("teacher_learning_rate", 1e-4, "Teachers' peak LR.")
 flags.DEFINE_float("student_learning_rate", 3e-4, "Students' peak LR.")
 flags.DEFINE_list("distill_flags", [], "Extra flags for the distilled arms "
                   "(e.g. --temperature=4); --tag keeps them apart.")
-flags.DEFINE_string("tag", "", "Suffix of the distilled arms' directories.")
+flags.DEFINE_string("tag", "", "Suffix of the student arms' directories "
+                    "(other --distill_flags or --student_checkpoint).")
 flags.DEFINE_string("search", None, "A grid for student_pt_distilled: "
                     "temperatures:alphas, e.g. 1,4,10:0.5,0.9.")
 flags.DEFINE_integer("max_seq_length", 64, "Sequence length.")
@@ -109,6 +110,8 @@ def main(argv):
 
   def arm(name: str, script: str, flags_: list[str]) -> list[str]:
     """Runs arm `name` over the seeds; returns its output dirs."""
+    if not name.startswith("teacher"):
+      name += FLAGS.tag
     dirs = []
     for seed in FLAGS.seeds:
       output_dir = os.path.join(work_dir, f"{name}_{seed}")
@@ -149,7 +152,7 @@ def main(argv):
   if "student_labels" in arms:
     arm("student_labels", "run_classifier.py", student)
   if "student_distilled" in arms:
-    arm("student_distilled" + FLAGS.tag, "run_classifier_distill.py",
+    arm("student_distilled" , "run_classifier_distill.py",
         student + distill + [f"--teacher_model={best}"])
   if arms & {"student_pt_labels", "student_pt_distilled",
              "student_pt_ensemble", "student_pt_ngram"}:
@@ -158,16 +161,16 @@ def main(argv):
   if "student_pt_labels" in arms:
     arm("student_pt_labels", "run_classifier.py", pretrained_student)
   if "student_pt_distilled" in arms:
-    arm("student_pt_distilled" + FLAGS.tag, "run_classifier_distill.py",
+    arm("student_pt_distilled" , "run_classifier_distill.py",
         pretrained_student + distill + [f"--teacher_model={best}"])
   if "student_pt_ensemble" in arms:
-    arm("student_pt_ensemble" + FLAGS.tag, "run_classifier_distill.py",
+    arm("student_pt_ensemble" , "run_classifier_distill.py",
         pretrained_student + distill + [
             "--teacher_model=" + ",".join(teachers)])
   if "student_pt_ngram" in arms:
     if not FLAGS.teacher_probs_file:
       raise app.UsageError("student_pt_ngram needs --teacher_probs_file")
-    arm("student_pt_ngram" + FLAGS.tag, "run_classifier_distill.py",
+    arm("student_pt_ngram" , "run_classifier_distill.py",
         pretrained_student + distill + [
             f"--teacher_model={best}",
             f"--teacher_probs_file={FLAGS.teacher_probs_file}"])
@@ -182,7 +185,7 @@ def main(argv):
         arm(name, "run_classifier_distill.py", pretrained_student + [
             "--cache_teacher_logits", f"--teacher_model={best}",
             f"--temperature={temperature}", f"--alpha={alpha}"])
-        grid[(alpha, temperature)] = table[name]
+        grid[(alpha, temperature)] = table[name + FLAGS.tag]
     plot_search(grid, os.path.join(work_dir, "search.png"))
 
   print(f"\n{len(FLAGS.seeds)} seeds, {FLAGS.epochs:g} epochs, "
