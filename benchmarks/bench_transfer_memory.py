@@ -137,7 +137,8 @@ def main(argv):
             "--train_batch_size=32", "--log_steps=100"], output_dir + ".log")
     cached = sum(os.path.getsize(os.path.join(output_dir, name))
                  for name in os.listdir(output_dir)
-                 if name.endswith(".tf_record"))
+                 if name.startswith("train-") and ".tf_record" in name
+                 and not name.endswith(".json"))
     rows.append((lines, seconds, peak_kb, cached))
     print(f"{lines} lines: {seconds:.0f} s, peak {peak_kb / 2**20:.2f} GiB",
           flush=True)
