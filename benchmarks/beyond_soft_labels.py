@@ -169,12 +169,7 @@ def main(argv):
       print(f"{arm} seed {seed}: dev accuracy "
             f"{metrics['eval_accuracy']:.4f}", flush=True)
   print(f"\nDev accuracy over seeds {','.join(FLAGS.seeds)}:")
-  print("| arm | mean | std | runs |")
-  print("|---|---|---|---|")
-  for arm, values in table.items():
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    print(f"| {arm} | {statistics.mean(values):.4f} | {std:.4f} | "
-          f"{', '.join(f'{v:.4f}' for v in values)} |")
+  runs.print_seed_table(table)
   lstm_runs = [a for a in FLAGS.arms if a.startswith("bilstm")]
   if lstm_runs:
     path = os.path.join(FLAGS.work_dir,

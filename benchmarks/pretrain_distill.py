@@ -190,12 +190,7 @@ def main(argv):
 
   print(f"\n{len(FLAGS.seeds)} seeds, {FLAGS.epochs:g} epochs, "
         f"{(time.time() - start) / 60:.0f} min; waimai dev accuracy")
-  print("| arm | mean | std | runs |")
-  print("|---|---|---|---|")
-  for name, values in table.items():
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    print(f"| {name} | {statistics.mean(values):.4f} | {std:.4f} | "
-          f"{', '.join(f'{v:.4f}' for v in values)} |")
+  runs.print_seed_table(table)
 
 
 

@@ -1,6 +1,7 @@
 """Shared by the experiment scripts: one training run as a subprocess."""
 
 import os
+import statistics
 import subprocess
 import sys
 
@@ -94,3 +95,14 @@ def char_vocab_and_config(data_dir: str, out_dir: str, layers: int,
   with open(config_file, "w") as f:
     f.write(modeling.sized_config(len(vocab), layers, hidden).to_json_string())
   return vocab_file, config_file, len(texts)
+
+
+def print_seed_table(table: dict[str, list[float]]) -> None:
+  """A markdown table of each arm's dev accuracy over seeds: mean, sample
+  standard deviation and every run."""
+  print("| arm | mean | std | runs |")
+  print("|---|---|---|---|")
+  for name, values in table.items():
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    print(f"| {name} | {statistics.mean(values):.4f} | {std:.4f} | "
+          f"{', '.join(f'{v:.4f}' for v in values)} |")
