@@ -23,7 +23,6 @@ cleanly when ../shared/data/waimai is absent.
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 
