@@ -280,6 +280,9 @@ def teacher_summary(config: DistillConfig, teacher: teacher_lib.Teacher,
                else "",
                ", T decays linearly to 1"
                if config.temperature_schedule == "linear" else "")
+  if not config.data_dir:  # --train_on_transfer_only needs none.
+    logging.info("No --data_dir: the teacher is not checked on a dev set")
+    return
   try:
     dev = task.processor.get_dev_examples(config.data_dir)
   except UserError as e:

@@ -469,7 +469,7 @@ def test_general_then_task_distillation(env, tmp_path, caplog):
   corpus.write_text("".join(f"the cat sat on the mat {w}\n" for w in words),
                     encoding="utf-8")
   general = tmp_path / "general"
-  files = {"vocab_file": env["files"]["vocab_file"], "data_dir": ""}
+  files = {"vocab_file": env["files"]["vocab_file"]}  # No --data_dir.
   helpers.run_main(
       distill.main, task_name="emotion", max_seq_length=SEQ,
       train_batch_size=8, num_train_epochs=1, learning_rate=1e-3,
