@@ -17,6 +17,11 @@ accuracy, mean and spread over --seeds.  Arms:
                            teachers (Hinton's ensemble of seeds)
   student_pt_ngram         that student distilled from the best teacher and
                            --teacher_probs_file (e.g. the n-gram teacher)
+  student_gd_labels        2x128 student after TinyBERT's general
+                           distillation (embeddings and hidden states, one
+                           epoch of --corpus_file) from the best teacher,
+                           then labels only
+  student_gd_distilled     that student, then distilled from the best teacher
 
 --search=T,T,...:alpha,alpha,... also runs student_pt_distilled over that
 grid of temperature and alpha (same seeds) and plots dev accuracy against
@@ -58,6 +63,10 @@ flags.DEFINE_string("teacher_checkpoint", None, "Pre-trained 4x256 teacher "
 flags.DEFINE_string("student_checkpoint", None, "Pre-trained 2x128 student.")
 flags.DEFINE_string("teacher_probs_file", None, "A teacher as a file, for "
                     "student_pt_ngram (benchmarks/ngram_teacher.py).")
+flags.DEFINE_string("corpus_file", os.path.join(ROOT, "data", "corpus",
+                                                "corpus.txt"),
+                    "Unlabelled text for the student_gd_* arms' general "
+                    "distillation (bert/prepare_corpus.py).")
 flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds.")
 flags.DEFINE_list("arms", ["teacher_scratch", "teacher_pretrained",
                            "student_labels", "student_distilled",
@@ -137,7 +146,8 @@ def main(argv):
   teachers = []
   if arms & {"teacher_pretrained", "student_distilled",
              "student_pt_distilled", "student_pt_ensemble",
-             "student_pt_ngram"}:
+             "student_pt_ngram", "student_gd_labels",
+             "student_gd_distilled"}:
     if not FLAGS.teacher_checkpoint:
       raise app.UsageError("--teacher_checkpoint is needed by " +
                            ", ".join(sorted(arms - {"teacher_scratch"})))
@@ -152,7 +162,7 @@ def main(argv):
   if "student_labels" in arms:
     arm("student_labels", "run_classifier.py", student)
   if "student_distilled" in arms:
-    arm("student_distilled" , "run_classifier_distill.py",
+    arm("student_distilled", "run_classifier_distill.py",
         student + distill + [f"--teacher_model={best}"])
   if arms & {"student_pt_labels", "student_pt_distilled",
              "student_pt_ensemble", "student_pt_ngram"}:
@@ -161,20 +171,38 @@ def main(argv):
   if "student_pt_labels" in arms:
     arm("student_pt_labels", "run_classifier.py", pretrained_student)
   if "student_pt_distilled" in arms:
-    arm("student_pt_distilled" , "run_classifier_distill.py",
+    arm("student_pt_distilled", "run_classifier_distill.py",
         pretrained_student + distill + [f"--teacher_model={best}"])
   if "student_pt_ensemble" in arms:
-    arm("student_pt_ensemble" , "run_classifier_distill.py",
+    arm("student_pt_ensemble", "run_classifier_distill.py",
         pretrained_student + distill + [
             "--teacher_model=" + ",".join(teachers)])
   if "student_pt_ngram" in arms:
     if not FLAGS.teacher_probs_file:
       raise app.UsageError("student_pt_ngram needs --teacher_probs_file")
-    arm("student_pt_ngram" , "run_classifier_distill.py",
+    arm("student_pt_ngram", "run_classifier_distill.py",
         pretrained_student + distill + [
             f"--teacher_model={best}",
             f"--teacher_probs_file={FLAGS.teacher_probs_file}"])
 
+  if arms & {"student_gd_labels", "student_gd_distilled"}:
+    general = os.path.join(work_dir, "student_general")
+    if not os.path.exists(os.path.join(general, "checkpoint")):
+      runs.call_script("run_classifier_distill.py", general, [
+          "--task_name=emotion", f"--vocab_file={FLAGS.vocab_file}",
+          f"--bert_config_file={student_config}", f"--teacher_model={best}",
+          f"--max_seq_length={FLAGS.max_seq_length}", "--stage=intermediate",
+          "--intermediate_losses=embedding,hidden",
+          f"--transfer_file={FLAGS.corpus_file}", "--train_on_transfer_only",
+          "--learning_rate=5e-4", "--num_train_epochs=1",
+          "--group_by_length=50", "--do_train", "--log_steps=200"],
+          general + ".log")
+    general_student = student + [f"--init_checkpoint={general}"]
+    if "student_gd_labels" in arms:
+      arm("student_gd_labels", "run_classifier.py", general_student)
+    if "student_gd_distilled" in arms:
+      arm("student_gd_distilled", "run_classifier_distill.py",
+          general_student + distill + [f"--teacher_model={best}"])
   grid = {}
   if FLAGS.search:
     temperatures, alphas = (
