@@ -198,6 +198,8 @@ def serialized_features(examples: Sequence[InputExample],
       yield from _convert_chunk(start,
                                 examples[start:start + _CHUNK_EXAMPLES])
     return
+  logging.info("Converting %d examples in %d processes", len(examples),
+               processes)
   # fork: the workers inherit the tokenizer and run Python only (no
   # TensorFlow ops), which is what makes forking a TensorFlow process safe.
   # A worker that dies raises BrokenProcessPool here rather than hanging.
@@ -233,10 +235,6 @@ def cache_features(examples: Sequence[InputExample], label_list: Sequence[str],
     logging.warning("%s: damaged or incomplete (its size is not the one "
                     "recorded in %s.json); converting again", path, path)
   os.makedirs(output_dir, exist_ok=True)
-  processes = conversion_processes(len(examples))
-  if processes > 1:
-    logging.info("%s: converting %d examples in %d processes", path,
-                 len(examples), processes)
   records = serialized_features(examples, label_list, max_seq_length,
                                 tokenizer)
   num_shards = max(1, -(-len(examples) // _SHARD_EXAMPLES))
