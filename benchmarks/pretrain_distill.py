@@ -134,11 +134,10 @@ def main(argv):
 
   def exported(output_dir: str) -> str:
     export_dir = os.path.join(output_dir, "export")
-    if not os.path.isdir(export_dir):
-      runs.call_script("run_classifier.py", output_dir,
-                       ["--do_export", f"--export_dir={export_dir}"],
-                       output_dir + ".log")
-    return export_dir
+    if os.path.isdir(export_dir):
+      return export_dir
+    return runs.export(output_dir, [], output_dir + ".log",
+                       script="run_classifier.py")
 
   arms = set(FLAGS.arms)
   if "teacher_scratch" in arms:

@@ -65,11 +65,13 @@ def start_experiment(data_dir: str, work_dir: str,
 
 
 def export(output_dir: str, flags: list[str],
-           log_file: str | None = None) -> str:
-  """Exports the trained run in `output_dir` (same flags as its training,
-  without --do_train/--do_eval) to `output_dir`/export; returns that path."""
+           log_file: str | None = None,
+           script: str = "run_classifier_distill.py") -> str:
+  """Exports the run `script` trained in `output_dir` (same flags as its
+  training, without --do_train/--do_eval; none are needed beside the run
+  record) to `output_dir`/export; returns that path."""
   export_dir = os.path.join(output_dir, "export")
-  call_script("run_classifier_distill.py", output_dir,
+  call_script(script, output_dir,
               ["--do_export", f"--export_dir={export_dir}"] +
               [f for f in flags if f not in ("--do_train", "--do_eval")],
               log_file)
