@@ -14,6 +14,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import tempfile
 import time
 from typing import Callable, Iterable, Iterator, NamedTuple
@@ -155,14 +156,38 @@ def _tpu_strategy(tpu_name, tpu_zone, gcp_project) -> tf.distribute.Strategy:
   try:
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
         tpu=tpu_name, zone=tpu_zone, project=gcp_project)
+    _check_tpu_answers(resolver.master(), tpu_name)
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
+  except UserError:
+    raise
   except Exception as e:  # The resolver raises many kinds.
     reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
     raise UserError(f"--tpu_name={tpu_name}: no TPU reachable ({reason}); "
                     "this project never falls back to the CPU "
                     "silently") from None
   return tf.distribute.TPUStrategy(resolver)
+
+
+# How long a TPU's gRPC address may take to accept a connection.
+TPU_CONNECT_TIMEOUT_S = 30
+
+
+def _check_tpu_answers(master: str, tpu_name: str) -> None:
+  """Stops with one line when nothing listens at the TPU's gRPC address:
+  TensorFlow's own connection would wait for it forever."""
+  match = re.fullmatch(r"grpc://\[?([^\]/]+?)\]?:(\d+)/?", master or "")
+  if not match:
+    return  # 'local' (a Cloud TPU VM) has no address to try.
+  host, port = match.group(1), int(match.group(2))
+  try:
+    socket.create_connection((host, port),
+                             timeout=TPU_CONNECT_TIMEOUT_S).close()
+  except OSError as e:
+    reason = e.strerror or type(e).__name__
+    raise UserError(f"--tpu_name={tpu_name}: no TPU answers at {host}:{port} "
+                    f"({reason}); this project never falls back to the CPU "
+                    "silently") from None
 
 
 def check_batch_size(batch_size: int, strategy: tf.distribute.Strategy,

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -157,6 +158,14 @@ def test_strategy_selection_and_its_errors(monkeypatch):
   with pytest.raises(UserError, match="--use_tpu/--distribution_strategy=tpu "
                      "needs --tpu_name .* never falls back to the CPU"):
     training.get_strategy("auto", use_tpu=True)
+  # An address where nothing listens: one line at once, not a gRPC wait.
+  with socket.socket() as free:
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+  with pytest.raises(UserError, match=rf"^--tpu_name=grpc://127.0.0.1:{port}: "
+                     rf"no TPU answers at 127.0.0.1:{port} \(Connection "
+                     "refused\\)"):
+    training.get_strategy("tpu", tpu_name=f"grpc://127.0.0.1:{port}")
   with pytest.raises(UserError, match="--distribution_strategy must be one of"):
     training.get_strategy("horovod")
   monkeypatch.setenv("TF_CONFIG", json_lib.dumps(
