@@ -193,6 +193,9 @@ def test_strategy_selection_and_its_errors(monkeypatch):
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains_float32_variables(tmp_path, precision):
+  # A fixed initialisation: about 1 in 12 random ones leaves this tiny model
+  # unable to fit its 8 examples in 30 steps, in either precision.
+  tf.random.set_seed(0)
   model = tiny_classifier(tmp_path)
   reference = tiny_classifier(tmp_path)
   for v, r in zip(model.variables, reference.variables):
