@@ -20,7 +20,8 @@ accuracy, mean and spread over --seeds.  Arms:
   student_gd_labels        2x128 student after TinyBERT's general
                            distillation (embeddings and hidden states, one
                            epoch of --corpus_file) from the best teacher,
-                           then labels only
+                           then labels only; each seed runs its own general
+                           distillation, so the spread includes it
   student_gd_distilled     that student, then distilled from the best teacher
 
 --search=T,T,...:alpha,alpha,... also runs student_pt_distilled over that
@@ -117,16 +118,18 @@ def main(argv):
   table: dict[str, list[float]] = {}
   start = time.time()
 
-  def arm(name: str, script: str, flags_: list[str]) -> list[str]:
-    """Runs arm `name` over the seeds; returns its output dirs."""
+  def arm(name: str, script: str, flags_: list[str],
+          seed_flags=lambda seed: []) -> list[str]:
+    """Runs arm `name` over the seeds (`seed_flags(seed)`: flags of that
+    seed's run alone); returns its output dirs."""
     if not name.startswith("teacher"):
       name += FLAGS.tag
     dirs = []
     for seed in FLAGS.seeds:
       output_dir = os.path.join(work_dir, f"{name}_{seed}")
       log = output_dir + ".log"
-      accuracy = runs.run(script, output_dir, flags_ + [f"--seed={seed}"],
-                          log)["eval_accuracy"]
+      accuracy = runs.run(script, output_dir, flags_ + [f"--seed={seed}"] +
+                          seed_flags(seed), log)["eval_accuracy"]
       table.setdefault(name, []).append(accuracy)
       print(f"{name} seed {seed}: dev {accuracy:.4f}", flush=True)
       dirs.append(output_dir)
@@ -185,23 +188,27 @@ def main(argv):
             f"--teacher_probs_file={FLAGS.teacher_probs_file}"])
 
   if arms & {"student_gd_labels", "student_gd_distilled"}:
-    general = os.path.join(work_dir, "student_general")
-    if not os.path.exists(os.path.join(general, "checkpoint")):
-      runs.call_script("run_classifier_distill.py", general, [
-          "--task_name=emotion", f"--vocab_file={FLAGS.vocab_file}",
-          f"--bert_config_file={student_config}", f"--teacher_model={best}",
-          f"--max_seq_length={FLAGS.max_seq_length}", "--stage=intermediate",
-          "--intermediate_losses=embedding,hidden",
-          f"--transfer_file={FLAGS.corpus_file}", "--train_on_transfer_only",
-          "--learning_rate=5e-4", "--num_train_epochs=1",
-          "--group_by_length=50", "--do_train", "--log_steps=200"],
-          general + ".log")
-    general_student = student + [f"--init_checkpoint={general}"]
+
+    def general_student(seed: int) -> list[str]:
+      """--init_checkpoint of seed's general distillation (run once)."""
+      general = os.path.join(work_dir, f"student_general{FLAGS.tag}_{seed}")
+      if not os.path.exists(os.path.join(general, "checkpoint")):
+        runs.call_script("run_classifier_distill.py", general, [
+            "--task_name=emotion", f"--vocab_file={FLAGS.vocab_file}",
+            f"--bert_config_file={student_config}", f"--teacher_model={best}",
+            f"--max_seq_length={FLAGS.max_seq_length}", "--stage=intermediate",
+            "--intermediate_losses=embedding,hidden",
+            f"--transfer_file={FLAGS.corpus_file}", "--train_on_transfer_only",
+            "--learning_rate=5e-4", "--num_train_epochs=1",
+            "--group_by_length=50", "--do_train", "--log_steps=200",
+            f"--seed={seed}"], general + ".log")
+      return [f"--init_checkpoint={general}"]
+
     if "student_gd_labels" in arms:
-      arm("student_gd_labels", "run_classifier.py", general_student)
+      arm("student_gd_labels", "run_classifier.py", student, general_student)
     if "student_gd_distilled" in arms:
       arm("student_gd_distilled", "run_classifier_distill.py",
-          general_student + distill + [f"--teacher_model={best}"])
+          student + distill + [f"--teacher_model={best}"], general_student)
   grid = {}
   if FLAGS.search:
     temperatures, alphas = (
