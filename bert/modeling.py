@@ -277,10 +277,10 @@ class Attention(tf.Module):
     (context [B*S, H], scores [B, N, S, S] (masked, pre-softmax),
      probs [B, N, S, S])."""
     heads = [batch, seq, self.num_heads, self.head_size]
-    # Heads stay [B, S, N, D] and einsum contracts them where they are:
-    # transposing q, k, v to [B, N, S, D] and the context back took four
-    # separate ops per layer (oneDNN's transpose costs ~80 us a call at
-    # batch 1, a fifth of a 4-layer model's latency).
+    # Heads stay [B, S, N, D] and einsum contracts them where they are,
+    # instead of four transposes per layer to [B, N, S, D] and back (at
+    # batch 1 each cost ~95 us in oneDNN; the einsums take most of that
+    # back: 1.03-1.07x faster at batch 1, training the same; see README).
     q = tf.reshape(self.query(x), heads)
     k = tf.reshape(self.key(x), heads)
     v = tf.reshape(self.value(x), heads)

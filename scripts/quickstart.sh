@@ -99,8 +99,11 @@ train() {
     --vocab_file="$DATA_DIR/vocab.txt" --output_dir="$out"
     --max_seq_length="$MAX_SEQ_LENGTH"
     --eval_batch_size=64 --predict_batch_size=64 --log_steps="$LOG_STEPS"
-    --save_checkpoints_steps=200 --precision="$PRECISION"
-    --group_by_length="$GROUP_BY_LENGTH" "$@")
+    --save_checkpoints_steps=200 "$@")
+  # Only when changed, so runs recorded before these settings existed stay
+  # current.
+  [ "$PRECISION" = float32 ] || flags+=(--precision="$PRECISION")
+  [ "$GROUP_BY_LENGTH" = 0 ] || flags+=(--group_by_length="$GROUP_BY_LENGTH")
   local stamp="$out/quickstart_flags.txt"
   if export_is_current "$out" "$exp" && [ -f "$stamp" ] \
       && [ "$(cat "$stamp")" = "${flags[*]}" ]; then
