@@ -38,6 +38,8 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags  # noqa: E402
 
+import runs  # noqa: E402  benchmarks/runs.py, beside this file.
+
 FLAGS = flags.FLAGS
 PRESETS = {"small": dict(layers=4, hidden=256, heads=4, vocab=4000),
            "base": dict(layers=12, hidden=768, heads=12, vocab=21128)}
@@ -62,7 +64,7 @@ flags.DEFINE_string("work_dir", None, "Where exports go (default: a "
 def ours(shape: dict, work_dir: str, precision: str) -> dict:
   import numpy as np
   import tensorflow as tf
-  from bert import export, modeling, training
+  from bert import modeling, training
 
   config = modeling.BertConfig(
       vocab_size=shape["vocab"], hidden_size=shape["hidden"],
@@ -96,14 +98,7 @@ def ours(shape: dict, work_dir: str, precision: str) -> dict:
   if precision != "float32":
     return out
   # Serving: the export, loaded as TF Serving loads it.
-  vocab = os.path.join(work_dir, "vocab.txt")
-  with open(vocab, "w") as f:
-    f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] +
-                      [f"t{i}" for i in range(shape["vocab"] - 5)]) + "\n")
-  path = export.export_classifier(
-      model, os.path.join(work_dir, "export"), vocab_file=vocab,
-      bert_config=config, label_list=["0", "1"], max_seq_length=seq,
-      do_lower_case=True)
+  path = runs.export_synthetic(model, config, work_dir, seq)
   serve = tf.saved_model.load(path).signatures["serving_default"]
   for b in (1, 32):
     inputs = {k: tf.constant(features[k][:1].repeat(b, 0), tf.int32)

@@ -29,6 +29,8 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags  # noqa: E402
 
+import runs  # noqa: E402  benchmarks/runs.py, beside this file.
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "An export (version or base directory); "
                     "default: a random 4 x 256 model exported here.")
@@ -41,18 +43,12 @@ flags.DEFINE_integer("top", 20, "Op types to list.")
 
 
 def random_export(work_dir: str) -> str:
-  from bert import export, modeling
+  from bert import modeling
   config = modeling.BertConfig(vocab_size=4000, hidden_size=256,
                                num_hidden_layers=4, num_attention_heads=4,
                                intermediate_size=1024)
-  vocab = os.path.join(work_dir, "vocab.txt")
-  with open(vocab, "w") as f:
-    f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] +
-                      [f"t{i}" for i in range(3995)]) + "\n")
-  return export.export_classifier(
-      modeling.BertClassifier(config, 2), os.path.join(work_dir, "export"),
-      vocab_file=vocab, bert_config=config, label_list=["0", "1"],
-      max_seq_length=FLAGS.seq_length, do_lower_case=True)
+  return runs.export_synthetic(modeling.BertClassifier(config, 2), config,
+                               work_dir, FLAGS.seq_length)
 
 
 def op_type(node_stats) -> str:

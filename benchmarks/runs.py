@@ -8,6 +8,22 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def export_synthetic(model, config, work_dir: str, max_seq_length: int) -> str:
+  """Exports a BertClassifier of random or benchmark-trained weights to
+  `<work_dir>/export` with a made-up vocab of `config.vocab_size` tokens
+  (written to `<work_dir>/vocab.txt`); returns the version's path."""
+  # Imported here: scripts that only start runs need no TensorFlow.
+  from bert import export
+  vocab = os.path.join(work_dir, "vocab.txt")
+  with open(vocab, "w") as f:
+    f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] +
+                      [f"t{i}" for i in range(config.vocab_size - 5)]) + "\n")
+  return export.export_classifier(
+      model, os.path.join(work_dir, "export"), vocab_file=vocab,
+      bert_config=config, label_list=["0", "1"],
+      max_seq_length=max_seq_length, do_lower_case=True)
+
+
 def read_metrics(output_dir: str) -> dict[str, float]:
   """eval_results.txt of a finished run as {name: value}."""
   with open(os.path.join(output_dir, "eval_results.txt")) as f:
