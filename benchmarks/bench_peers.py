@@ -12,7 +12,7 @@ same threads.  Three measures:
   b32    examples/s at batch 32 through the same path.
 
 Systems: ours in float32 and --precision=mixed_bfloat16 (training) and its
-float32 and int8 TFLite exports (serving); Hugging Face transformers on
+float32, XLA (--export_jit_compile) and int8 TFLite exports (serving); Hugging Face transformers on
 PyTorch; ONNX Runtime fp32 and int8 (dynamic quantisation) on the same HF
 model exported to ONNX.  A peer whose package is missing is skipped with a
 note (`pip install -r requirements-bench.txt`).
@@ -51,8 +51,9 @@ flags.DEFINE_integer("rounds", 3, "Interleaved rounds.")
 flags.DEFINE_integer("train_steps", 8, "Timed training steps per round.")
 flags.DEFINE_integer("b1_calls", 50, "Timed batch-1 calls per round.")
 flags.DEFINE_integer("b32_calls", 5, "Timed batch-32 calls per round.")
-flags.DEFINE_list("systems", ["ours", "ours_bf16", "ours_int8", "hf_torch",
-                              "ort", "ort_int8"], "Which systems to run.")
+flags.DEFINE_list("systems", ["ours", "ours_bf16", "ours_xla", "ours_int8",
+                              "hf_torch", "ort", "ort_int8"],
+                  "Which systems to run.")
 flags.DEFINE_string("work_dir", None, "Where exports go (default: a "
                     "temporary directory).")
 
@@ -61,15 +62,38 @@ flags.DEFINE_string("work_dir", None, "Where exports go (default: a "
 # (any subset), each fn running one unit of work to completion.
 
 
+def bert_config(shape: dict):
+  from bert import modeling
+  return modeling.BertConfig(
+      vocab_size=shape["vocab"], hidden_size=shape["hidden"],
+      num_hidden_layers=shape["layers"], num_attention_heads=shape["heads"],
+      intermediate_size=4 * shape["hidden"], max_position_embeddings=512)
+
+
+def serving_calls(path: str, shape: dict) -> dict:
+  """b1 and b32 through an export's `serving_default`, loaded as TF Serving
+  loads it."""
+  import numpy as np
+  import tensorflow as tf
+  serve = tf.saved_model.load(path).signatures["serving_default"]
+  ids = np.random.default_rng(0).integers(5, shape["vocab"],
+                                          (1, FLAGS.seq_length))
+  out = {}
+  for b in (1, 32):
+    inputs = {"input_ids": tf.constant(ids.repeat(b, 0), tf.int32),
+              "input_mask": tf.ones((b, FLAGS.seq_length), tf.int32),
+              "segment_ids": tf.zeros((b, FLAGS.seq_length), tf.int32)}
+    out[f"b{b}"] = (lambda inputs: lambda: serve(**inputs)[
+        "logits"].numpy())(inputs)
+  return out
+
+
 def ours(shape: dict, work_dir: str, precision: str) -> dict:
   import numpy as np
   import tensorflow as tf
   from bert import modeling, training
 
-  config = modeling.BertConfig(
-      vocab_size=shape["vocab"], hidden_size=shape["hidden"],
-      num_hidden_layers=shape["layers"], num_attention_heads=shape["heads"],
-      intermediate_size=4 * shape["hidden"], max_position_embeddings=512)
+  config = bert_config(shape)
   model = modeling.BertClassifier(config, num_labels=2)
   batch, seq = FLAGS.train_batch, FLAGS.seq_length
   rng = np.random.default_rng(0)
@@ -97,16 +121,17 @@ def ours(shape: dict, work_dir: str, precision: str) -> dict:
   out = {"train": lambda: float(step(iterator)["loss"])}
   if precision != "float32":
     return out
-  # Serving: the export, loaded as TF Serving loads it.
-  path = runs.export_synthetic(model, config, work_dir, seq)
-  serve = tf.saved_model.load(path).signatures["serving_default"]
-  for b in (1, 32):
-    inputs = {k: tf.constant(features[k][:1].repeat(b, 0), tf.int32)
-              for k in ("input_ids", "input_mask", "segment_ids")}
-    out[f"b{b}"] = (lambda inputs: lambda: serve(**inputs)[
-        "logits"].numpy())(inputs)
-  return out
+  return {**out, **serving_calls(
+      runs.export_synthetic(model, config, work_dir, seq), shape)}
 
+
+def ours_xla(shape: dict, work_dir: str) -> dict:
+  from bert import modeling
+  config = bert_config(shape)
+  path = runs.export_synthetic(
+      modeling.BertClassifier(config, num_labels=2), config,
+      os.path.join(work_dir, "xla"), FLAGS.seq_length, jit_compile=True)
+  return serving_calls(path, shape)
 
 def hf_model(shape: dict):
   import torch
@@ -220,6 +245,7 @@ def ours_int8(shape: dict, work_dir: str) -> dict:
 BUILDERS = {
     "ours": lambda s, d: ours(s, d, "float32"),
     "ours_bf16": lambda s, d: ours(s, d, "mixed_bfloat16"),
+    "ours_xla": ours_xla,
     "ours_int8": ours_int8,
     "hf_torch": hf_torch,
     "ort": lambda s, d: ort(s, d, int8=False),

@@ -8,12 +8,15 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def export_synthetic(model, config, work_dir: str, max_seq_length: int) -> str:
+def export_synthetic(model, config, work_dir: str, max_seq_length: int,
+                     jit_compile: bool = False) -> str:
   """Exports a BertClassifier of random or benchmark-trained weights to
   `<work_dir>/export` with a made-up vocab of `config.vocab_size` tokens
-  (written to `<work_dir>/vocab.txt`); returns the version's path."""
+  (written to `<work_dir>/vocab.txt`); returns the version's path.
+  `jit_compile`: as --export_jit_compile (serving through XLA)."""
   # Imported here: scripts that only start runs need no TensorFlow.
   from bert import export
+  os.makedirs(work_dir, exist_ok=True)
   vocab = os.path.join(work_dir, "vocab.txt")
   with open(vocab, "w") as f:
     f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] +
@@ -21,7 +24,8 @@ def export_synthetic(model, config, work_dir: str, max_seq_length: int) -> str:
   return export.export_classifier(
       model, os.path.join(work_dir, "export"), vocab_file=vocab,
       bert_config=config, label_list=["0", "1"],
-      max_seq_length=max_seq_length, do_lower_case=True)
+      max_seq_length=max_seq_length, do_lower_case=True,
+      jit_compile=jit_compile)
 
 
 def read_metrics(output_dir: str) -> dict[str, float]:

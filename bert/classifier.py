@@ -222,7 +222,8 @@ def export_model(config: RunConfig, model: tf.Module, task: Task,
       max_seq_length=config.max_seq_length,
       do_lower_case=config.do_lower_case,
       spm_model_file=config.spm_model_file, text_featurizer=featurizer,
-      extra_info={"task_name": config.task_name, **(extra_info or {})})
+      extra_info={"task_name": config.task_name, **(extra_info or {})},
+      jit_compile=config.export_jit_compile)
 
 
 def write_outputs(config: RunConfig, model: tf.Module, task: Task,

@@ -8,6 +8,9 @@ A classifier is exported to `<export_dir>/<version>/` with the signatures
       (BERT classifiers only)
   predict_text(text: string [B]) -> logits, probabilities, label
       (when a `TextFeaturizer` is given: tokenisation inside the graph)
+With `jit_compile`, serving_default and predict_text run the model as one
+XLA computation (TF Serving: `--xla_cpu_compilation_enabled=true`), with
+requests padded up to a few shapes so XLA compiles each once.
 and `vocab.txt`, `bert_config.json` (`model_config.json` for other models,
 e.g. a BiLSTM student) and `export_info.json` (labels, sequence length,
 lower-casing) as assets, and `assets.extra/tf_serving_warmup_requests` (TF
@@ -39,6 +42,29 @@ from bert.errors import UserError
 EXPORT_INFO = "export_info.json"
 
 
+# XLA compiles once per input shape.  A jit-compiled export pads each request
+# (outside the compiled part) to a power-of-two batch and a power-of-two
+# length of at least XLA_MIN_LENGTH: padding with input_mask 0 leaves the
+# real rows' outputs unchanged, and a server then sees a handful of shapes.
+XLA_MIN_LENGTH = 16
+
+
+def xla_length_buckets(max_seq_length: int) -> list[int]:
+  """The lengths a jit-compiled export runs up to `max_seq_length` tokens
+  (what its warm-up requests compile at load time)."""
+  buckets = [XLA_MIN_LENGTH]
+  while buckets[-1] < max_seq_length:
+    buckets.append(buckets[-1] * 2)
+  return buckets
+
+
+def _next_power_of_two(n: tf.Tensor) -> tf.Tensor:
+  """The smallest power of two >= n (int32 scalar, n >= 1), exactly."""
+  # Compare-and-min rather than tf.searchsorted: TF Lite has these ops.
+  powers = tf.constant([2 ** i for i in range(31)], tf.int32)
+  return tf.reduce_min(tf.where(powers >= n, powers, powers[-1]))
+
+
 def _ids_signature():
   return [tf.TensorSpec([None, None], tf.int32, name=n)
           for n in ("input_ids", "input_mask", "segment_ids")]
@@ -48,12 +74,21 @@ class ClassifierExport(tf.Module):
   """What is saved: the classifier, its assets and its signatures."""
 
   def __init__(self, model: tf.Module, assets: dict[str, str],
-               label_list: list[str], text_featurizer: tf.Module | None = None):
+               label_list: list[str], text_featurizer: tf.Module | None = None,
+               jit_compile: bool = False):
     """`model`: a BertClassifier, or any classifier module with its call
     interface (`model(input_ids, input_mask, segment_ids, training)` ->
-    logits), such as `bilstm.BiLstmClassifier`."""
+    logits), such as `bilstm.BiLstmClassifier`.  `jit_compile` (BERT only):
+    serve through XLA."""
     super().__init__(name=None)
     self.model = model
+    if jit_compile:
+      if not isinstance(model, modeling.BertClassifier):
+        raise UserError("--export_jit_compile is for BERT classifiers (a "
+                        f"{type(model).__name__} is exported as it is)")
+      # The input checks (Assert ops) and the padding stay outside XLA.
+      self.compiled_logits = tf.function(
+          functools.partial(model.__call__, training=False), jit_compile=True)
     # Restored objects lose tf.Module's `.variables`; this list keeps them
     # reachable by name (e.g. to initialise a student from teacher layers).
     self.model_variables = list(model.variables)
@@ -79,8 +114,24 @@ class ClassifierExport(tf.Module):
       input_ids, input_mask, segment_ids = (
           tf.identity(input_ids), tf.identity(input_mask),
           tf.identity(segment_ids))
-    logits = self.model(input_ids, input_mask, segment_ids, training=False)
+    if hasattr(self, "compiled_logits"):
+      logits = self._padded_logits(input_ids, input_mask, segment_ids)
+    else:
+      logits = self.model(input_ids, input_mask, segment_ids, training=False)
     return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+
+  def _padded_logits(self, input_ids, input_mask, segment_ids):
+    """The XLA model's logits [B, C] for inputs padded to bucket shapes."""
+    batch, length = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
+    padded_length = tf.maximum(_next_power_of_two(tf.maximum(length, 1)),
+                               XLA_MIN_LENGTH)
+    padded_length = tf.minimum(padded_length, tf.maximum(
+        length, self.model.config.max_position_embeddings))
+    paddings = [[0, _next_power_of_two(tf.maximum(batch, 1)) - batch],
+                [0, padded_length - length]]
+    logits = self.compiled_logits(*(tf.pad(t, paddings) for t in (
+        input_ids, input_mask, segment_ids)))
+    return logits[:batch]
 
   def _input_checks(self, input_ids, input_mask, segment_ids) -> list:
     """In-graph checks of a request, each naming the input and what is
@@ -130,7 +181,8 @@ class ClassifierExport(tf.Module):
             "attention_scores": tf.stack(out.attention_scores, axis=1)}
 
   def _predict_text(self, text):
-    features = self.text_featurizer(text)
+    # Cut to the longest text of the request: short texts cost less.
+    features = data.trim_batch(self.text_featurizer(text))
     outputs = self.serve(features["input_ids"], features["input_mask"],
                          features["segment_ids"])
     label = tf.gather(self.label_names,
@@ -212,7 +264,8 @@ def export_classifier(model: tf.Module, export_dir: str, *,
                       label_list: list[str], max_seq_length: int,
                       do_lower_case: bool, spm_model_file: str | None = None,
                       text_featurizer: tf.Module | None = None,
-                      extra_info: dict | None = None) -> str:
+                      extra_info: dict | None = None,
+                      jit_compile: bool = False) -> str:
   """Exports `model` as the next version under `export_dir`; returns its path.
 
   `bert_config` is the model's config (anything with `to_json_string`); it
@@ -231,6 +284,7 @@ def export_classifier(model: tf.Module, export_dir: str, *,
                  "max_seq_length": max_seq_length,
                  "do_lower_case": bool(do_lower_case),
                  "num_labels": len(label_list),
+                 "jit_compile": bool(jit_compile),
                  **(extra_info or {})}, f, indent=2, ensure_ascii=False)
     assets = {"bert_config" if is_bert else "model_config": config_path,
               "export_info": info_path}
@@ -240,11 +294,13 @@ def export_classifier(model: tf.Module, export_dir: str, *,
       if source:
         assets[key] = os.path.join(tmp, name)
         shutil.copyfile(source, assets[key])
-    module = ClassifierExport(model, assets, list(label_list), text_featurizer)
+    module = ClassifierExport(model, assets, list(label_list), text_featurizer,
+                              jit_compile=jit_compile)
     warmup = functools.partial(
         write_warmup_requests, model_name=os.path.basename(
             os.path.normpath(export_dir)),
-        max_seq_length=max_seq_length, with_text=text_featurizer is not None)
+        max_seq_length=max_seq_length, with_text=text_featurizer is not None,
+        jit_compile=jit_compile)
     return save_versioned(module, export_dir, module.signatures(), warmup)
 
 
@@ -254,10 +310,12 @@ _WARMUP_TEXTS = ("好吃", "The food arrived quickly and was still hot. " * 8)
 
 
 def warmup_logs(model_name: str, max_seq_length: int,
-                with_text: bool) -> list:
+                with_text: bool, jit_compile: bool = False) -> list:
   """PredictionLog records that TF Serving replays at load time
   (--enable_model_warmup): serving_default at batch 1 (short and full
-  length) and batch 8, and predict_text when the export has it."""
+  length; with `jit_compile`, every length bucket, so XLA compiles them
+  before the first client) and batch 8, and predict_text when the export
+  has it."""
   from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
   def log(signature: str, inputs: dict):
@@ -270,8 +328,11 @@ def warmup_logs(model_name: str, max_seq_length: int,
         predict_log=prediction_log_pb2.PredictLog(request=request))
 
   logs = []
-  for batch, length in ((1, min(8, max_seq_length)), (1, max_seq_length),
-                        (8, max_seq_length)):
+  lengths = [min(8, max_seq_length), max_seq_length]
+  if jit_compile:
+    lengths = sorted({min(n, max_seq_length)
+                      for n in xla_length_buckets(max_seq_length)})
+  for batch, length in [(1, n) for n in lengths] + [(8, max_seq_length)]:
     # Id 1 exists in every vocabulary; the mask is all ones.
     ids = np.ones([batch, length], np.int32)
     logs.append(log("serving_default", {
@@ -285,13 +346,15 @@ def warmup_logs(model_name: str, max_seq_length: int,
 
 
 def write_warmup_requests(saved_model_dir: str, model_name: str,
-                          max_seq_length: int, with_text: bool) -> str:
+                          max_seq_length: int, with_text: bool,
+                          jit_compile: bool = False) -> str:
   """Writes `assets.extra/tf_serving_warmup_requests` (a TFRecord of
   PredictionLog records) into a SavedModel directory; returns its path."""
   path = os.path.join(saved_model_dir, WARMUP_FILE)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with tf.io.TFRecordWriter(path) as writer:
-    for log in warmup_logs(model_name, max_seq_length, with_text):
+    for log in warmup_logs(model_name, max_seq_length, with_text,
+                           jit_compile):
       writer.write(log.SerializeToString())
   return path
 

@@ -69,6 +69,11 @@ def define_flags() -> None:
   f.DEFINE_bool("do_export", False, "Export a SavedModel to --export_dir.")
   f.DEFINE_string("export_dir", None,
                   "Base directory of exported versions (export/<name>).")
+  f.DEFINE_bool("export_jit_compile", False, "Export a model that serves "
+                "through XLA (serving_default and predict_text): faster at "
+                "small batches on CPU; TF Serving then needs "
+                "--xla_cpu_compilation_enabled=true (scripts/serve.sh adds "
+                "it). BERT classifiers only.")
   f.DEFINE_integer("train_batch_size", 32, "Training batch size.")
   f.DEFINE_integer("eval_batch_size", 8, "Eval batch size.")
   f.DEFINE_integer("predict_batch_size", 8, "Predict batch size.")

@@ -80,6 +80,7 @@ class RunConfig(Config):
   do_predict: bool = False
   do_export: bool = False
   export_dir: str | None = None
+  export_jit_compile: bool = False
   train_batch_size: int = 32
   eval_batch_size: int = 8
   predict_batch_size: int = 8
@@ -279,6 +280,10 @@ class DistillConfig(RunConfig):
                         f"0, got {min(self.init_from_teacher_layers)}")
       if self.student_type != "bert":
         raise UserError("--init_from_teacher_layers needs --student_type=bert")
+    if self.export_jit_compile and self.student_type != "bert":
+      raise UserError("--export_jit_compile is for BERT students; a "
+                      f"--student_type={self.student_type} export is served "
+                      "as it is")
     if self.train_on_transfer_only and not self.transfer_file:
       raise UserError("--train_on_transfer_only needs --transfer_file")
     _at_least("teacher_eval_sample", self.teacher_eval_sample, 0)

@@ -14,6 +14,9 @@
 #   batching_parameters.txt  --batching_parameters_file (BatchingParameters)
 # then runs tensorflow_model_server when it is on PATH, or prints the exact
 # tensorflow_model_server and docker commands and exits with status 1.
+# An export made with --export_jit_compile runs through XLA, which TF Serving
+# allows only with --xla_cpu_compilation_enabled=true: the script adds it
+# when one of the exports asks for it.
 # Each export carries assets.extra/tf_serving_warmup_requests, which
 # --enable_model_warmup replays when a version loads, so the first client
 # request does not pay for graph initialisation.  TF Serving loads the
@@ -52,6 +55,7 @@ mkdir -p "$SERVING_DIR"
 config="model_config_list {"
 docker_config="model_config_list {"
 mounts=()
+XLA_FLAGS=()
 for item in $MODELS; do
   name="${item%%:*}"
   path="${item#*:}"
@@ -73,6 +77,9 @@ for item in $MODELS; do
   docker_config="$docker_config
   config { $entry base_path: \"/models/$name\" }"
   mounts+=(-v "$base:/models/$name:ro")
+  if grep -qs '"jit_compile": true' "$base"/*/assets/export_info.json; then
+    XLA_FLAGS=(--xla_cpu_compilation_enabled=true)
+  fi
 done
 printf '%s\n}\n' "$config" > "$SERVING_DIR/models.config"
 printf '%s\n}\n' "$docker_config" > "$SERVING_DIR/models.docker.config"
@@ -86,7 +93,7 @@ EOF
 
 FLAGS=(--port="$GRPC_PORT" --rest_api_port="$REST_PORT"
   --enable_batching --enable_model_warmup
-  --file_system_poll_wait_seconds=30)
+  --file_system_poll_wait_seconds=30 ${XLA_FLAGS[@]+"${XLA_FLAGS[@]}"})
 if command -v tensorflow_model_server >/dev/null 2>&1 && [ -z "${SERVE_DRY_RUN:-}" ]; then
   echo "Serving$(printf ' %s' $MODELS) (REST :$REST_PORT, gRPC :$GRPC_PORT)"
   exec tensorflow_model_server "${FLAGS[@]}" \
@@ -108,7 +115,7 @@ With Docker:
 
   docker run --rm -p $REST_PORT:8501 -p $GRPC_PORT:8500 ${mounts[*]} \\
     -v $SERVING_DIR:/config:ro $SERVING_IMAGE \\
-    --enable_batching --enable_model_warmup \\
+    --enable_batching --enable_model_warmup${XLA_FLAGS[*]+ ${XLA_FLAGS[*]}} \\
     --model_config_file=/config/models.docker.config \\
     --batching_parameters_file=/config/batching_parameters.txt
 

@@ -90,6 +90,8 @@ def test_run_config_rejects(tmp_path, values, message):
      "--train_on_transfer_only needs --transfer_file"),
     ({"teacher_model": "t", "teacher_eval_sample": -1},
      "--teacher_eval_sample must be >= 0"),
+    ({"teacher_model": "t", "student_type": "bilstm",
+      "export_jit_compile": True}, "--export_jit_compile is for BERT students"),
 ])
 def test_distill_config_rejects(tmp_path, values, message):
   with pytest.raises(UserError) as e:

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_serving.apis import prediction_log_pb2
+from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from bert import export, run_classifier
@@ -63,6 +64,76 @@ def test_warmup_requests_replay_against_the_export(exported):
       assert inputs["input_ids"].shape[1] <= SEQ
 
 
+@pytest.fixture(scope="module")
+def jit_exported(exported, tmp_path_factory):
+  """The fixture's model exported again with --export_jit_compile."""
+  out = os.path.join(os.path.dirname(os.path.dirname(exported)), "out")
+  export_dir = str(tmp_path_factory.mktemp("jit") / "teacher")
+  helpers.run_main(run_classifier.main, task_name="emotion",
+                   output_dir=out, do_export=True,
+                   export_dir=export_dir, export_jit_compile=True)
+  return os.path.join(export_dir, "1")
+
+
+def _session_serve(version: str, inputs: dict) -> dict:
+  """serving_default run the way TF Serving runs it: the SavedModel loaded
+  into a Session, the signature's tensors fed and fetched."""
+  graph = tf.Graph()
+  with tf.compat.v1.Session(graph=graph) as session:
+    with graph.as_default():
+      meta = tf.compat.v1.saved_model.load(session, ["serve"], version)
+    signature = meta.signature_def["serving_default"]
+    return session.run(
+        {k: v.name for k, v in signature.outputs.items()},
+        {signature.inputs[k].name: v for k, v in inputs.items()})
+
+
+def test_xla_length_buckets():
+  assert export.xla_length_buckets(8) == [16]
+  assert export.xla_length_buckets(64) == [16, 32, 64]
+  assert export.xla_length_buckets(100) == [16, 32, 64, 128]
+
+
+def test_jit_compiled_export_answers_like_the_plain_one(exported,
+                                                        jit_exported):
+  assert export.read_export_info(jit_exported)["jit_compile"] is True
+  assert export.read_export_info(
+      os.path.join(exported, "1"))["jit_compile"] is False
+  saved = saved_model_pb2.SavedModel()
+  with open(os.path.join(jit_exported, "saved_model.pb"), "rb") as f:
+    saved.ParseFromString(f.read())
+  xla_functions = [fn.signature.name for fn in
+                   saved.meta_graphs[0].graph_def.library.function
+                   if fn.attr["_XlaMustCompile"].b]
+  assert xla_functions, "no function marked for XLA in the jit export"
+  rng = np.random.default_rng(0)
+  # Batches and lengths that are not buckets: padded inside, cut back.
+  for batch, length in ((1, 5), (3, 11), (5, SEQ)):
+    ids = rng.integers(1, 20, (batch, length)).astype(np.int32)
+    mask = np.ones_like(ids)
+    mask[0, length // 2:] = 0
+    inputs = {"input_ids": ids * mask, "input_mask": mask,
+              "segment_ids": np.zeros_like(ids)}
+    plain = _session_serve(os.path.join(exported, "1"), inputs)
+    jit = _session_serve(jit_exported, inputs)
+    assert jit["logits"].shape == (batch, 2)
+    np.testing.assert_allclose(jit["logits"], plain["logits"], atol=1e-5)
+  texts = tf.constant(["the cat sat on the mat", "好 吃", ""])
+  plain = export.load(os.path.join(exported, "1")).signatures["predict_text"]
+  jit = export.load(jit_exported).signatures["predict_text"]
+  np.testing.assert_allclose(jit(text=texts)["logits"].numpy(),
+                             plain(text=texts)["logits"].numpy(), atol=1e-5)
+  # serve.sh asks TF Serving for XLA when an export needs it.
+  result = subprocess.run(
+      ["bash", os.path.join(ROOT, "scripts", "serve.sh")],
+      env={**os.environ, "SERVE_DRY_RUN": "1",
+           "SERVING_DIR": os.path.join(os.path.dirname(jit_exported), "s"),
+           "MODELS": f"teacher:{jit_exported}"},
+      capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.count("--xla_cpu_compilation_enabled=true") == 2
+
+
 def test_serve_sh_writes_configs_for_models_side_by_side(exported, tmp_path):
   student = tmp_path / "export" / "student"
   student.mkdir(parents=True)
@@ -93,6 +164,7 @@ def test_serve_sh_writes_configs_for_models_side_by_side(exported, tmp_path):
   assert "max_batch_size { value: 16 }" in batching
   assert "pad_variable_length_inputs: true" in batching
   assert "--enable_model_warmup" in result.stdout
+  assert "--xla_cpu_compilation_enabled" not in result.stdout
   assert f"--model_config_file={serving_dir}/models.config" in result.stdout
   assert "docker run" in result.stdout and "/config/models.docker.config" in (
       result.stdout)
