@@ -2,5 +2,5 @@
 # Sets up .venv and runs the test suite.  Usage: bash scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/setup_env.sh
+REQUIREMENTS=requirements-dev.txt source scripts/setup_env.sh
 python -m pytest -q "$@"
