@@ -228,7 +228,7 @@ def ours_int8(shape: dict, work_dir: str) -> dict:
   from bert import quantize
   # The float export `ours` wrote (run it first), converted as users do.
   export_dir = os.path.join(work_dir, "export")
-  quantize.write_int8(export_dir)
+  quantize.write_tflite(export_dir)
   model = quantize.TfliteClassifier(export_dir)
   rng = np.random.default_rng(0)
   ids = rng.integers(5, shape["vocab"], (1, FLAGS.seq_length)).astype(np.int32)

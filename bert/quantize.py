@@ -1,19 +1,22 @@
-"""An int8 TF Lite copy of an export, for CPUs and devices.
+"""A TF Lite copy of an export (int8 or float32), for CPUs and devices.
 
   python -m bert.quantize --export_dir=export/student
+  python -m bert.quantize --export_dir=export/student --precision=float32
 
 Converts the export's `serving_default` with TF Lite's dynamic-range
 quantisation (`tf.lite.Optimize.DEFAULT`: weights stored as int8, the
 matrix products run in int8 on activations quantised per call, everything
-else float32) and writes it as `model.tflite` into the same version
-directory, beside the SavedModel it came from, its vocab and export_info.
+else float32), or with `--precision=float32` as it is (the same numbers as
+the SavedModel, run by TF Lite's XNNPACK kernels with far less per-op cost
+than TensorFlow's executor), and writes it as `model.tflite` into the same
+version directory, beside the SavedModel it came from, its vocab and export_info.
 That is the file TF Serving serves with `--prefer_tflite_model=true`, and
 what LiteRT (`ai_edge_litert`) runs on phones and small CPUs.  Inputs and
 outputs are those of `serving_default`: int32 [B, S] ids -> logits,
 probabilities [B, C]; the in-graph request checks are dropped (TF Lite has
 no Assert op), so callers keep ids in range.
 
-`bert.report --int8` measures the copy beside the float export: size,
+`bert.report --tflite` measures the copy beside the SavedModel: size,
 batch-1 latency, accuracy.
 """
 
@@ -35,17 +38,22 @@ from bert.errors import UserError, exit_on_error
 from bert.export import ExportedClassifier, resolve_export
 
 TFLITE_FILE = "model.tflite"
+PRECISIONS = ("int8", "float32")
 
 
-def convert(saved_model_dir: str) -> bytes:
-  """`serving_default` of a SavedModel -> an int8 (dynamic-range) TF Lite
-  flatbuffer."""
+def convert(saved_model_dir: str, precision: str = "int8") -> bytes:
+  """`serving_default` of a SavedModel -> a TF Lite flatbuffer, int8
+  (dynamic-range) or float32."""
+  if precision not in PRECISIONS:
+    raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, "
+                    f"got {precision!r}")
   loaded = tf.saved_model.load(saved_model_dir)
   # From the signature's function, not the whole SavedModel: the
   # predict_text tokenizer's hash tables have no TF Lite kernels.
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
       [loaded.signatures["serving_default"]], loaded.model)
-  converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  if precision == "int8":
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
   try:
     return converter.convert()
   except Exception as e:  # The converter raises many kinds.
@@ -54,11 +62,11 @@ def convert(saved_model_dir: str) -> bytes:
                     f"TF Lite ({e.__class__.__name__}: {first})") from None
 
 
-def write_int8(export_path: str) -> str:
+def write_tflite(export_path: str, precision: str = "int8") -> str:
   """Converts an export (a version directory or its base path: the highest
   version) and writes `<version>/model.tflite`; returns its path."""
   version_dir = resolve_export(export_path)
-  flatbuffer = convert(version_dir)
+  flatbuffer = convert(version_dir, precision)
   path = os.path.join(version_dir, TFLITE_FILE)
 
   def write(tmp: str) -> None:
@@ -94,6 +102,10 @@ class TfliteClassifier(ExportedClassifier):
                                num_threads or os.cpu_count())
     self._runner = interpreter.get_signature_runner("serving_default")
     self.serving_default = self._serve
+    # Dynamic-range quantisation stores the weights as int8 tensors.
+    self.precision = "int8" if any(
+        t["dtype"] == np.int8 for t in interpreter.get_tensor_details()
+    ) else "float32"
 
   def _serve(self, input_ids, input_mask, segment_ids) -> dict:
     """int32 [B, S] inputs -> numpy logits, probabilities [B, C]."""
@@ -123,6 +135,10 @@ class TfliteClassifier(ExportedClassifier):
 def define_flags() -> None:
   flags.DEFINE_string("export_dir", None, "An export: a version directory or "
                       "its base path (its highest version).")
+  flags.DEFINE_enum("precision", "int8", list(PRECISIONS), "int8: dynamic-"
+                    "range quantisation (4x smaller, int8 matrix products); "
+                    "float32: the SavedModel's numbers, for TF Lite's lower "
+                    "per-op cost.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -130,7 +146,7 @@ def main(argv: Sequence[str]) -> None:
   FLAGS = flags.FLAGS
   if not FLAGS.export_dir:
     raise UserError("--export_dir is required")
-  path = write_int8(FLAGS.export_dir)
+  path = write_tflite(FLAGS.export_dir, FLAGS.precision)
   logging.info("Wrote %s (%.1f MB)", path, os.path.getsize(path) / 1e6)
   print(path)
 

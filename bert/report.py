@@ -84,7 +84,7 @@ def count_parameters(model: ExportedClassifier) -> int:
 
 
 def directory_size(path: str) -> int:
-  """Bytes of every file below `path` but an int8 copy (`model.tflite`)."""
+  """Bytes of every file below `path` but its TF Lite copy (`model.tflite`)."""
   return sum(os.path.getsize(os.path.join(root, f))
              for root, _, files in os.walk(path) for f in files
              if not (root == path and f == TFLITE_FILE))
@@ -189,30 +189,35 @@ def read_split(processor, data_dir: str, split: str) -> list:
     return []
 
 
+def tflite_suffix(precision: str) -> str:
+  """A TF Lite copy's row: `<name>_int8`, or `<name>_tflite` for float32."""
+  return "_int8" if precision == "int8" else "_tflite"
+
+
 def evaluate_models(models: list[tuple[str, str]], data_dir: str,
                     task_name: str | None = None, seq_length: int = 128,
                     batch_size: int = 32, latency_runs: int = 100,
                     throughput_runs: int = 20, warmup: int = 5,
-                    int8: bool = False) -> list[ModelReport]:
+                    tflite: bool = False) -> list[ModelReport]:
   """Measures every model; the first is the reference for agreement.
 
-  With `int8`, each model that has an int8 copy (`model.tflite` from
-  `python -m bert.quantize`) is followed by `<name>_int8`, run by the TF Lite
-  interpreter.
+  With `tflite`, each model that has a TF Lite copy (`model.tflite` from
+  `python -m bert.quantize`) is followed by it, run by the TF Lite
+  interpreter: `<name>_int8` (dynamic-range int8) or `<name>_tflite`
+  (float32).
   """
-  names = set()
-  if int8:
-    with_copy = [(name, path) for name, path in models if os.path.exists(
-        os.path.join(resolve_export(path), TFLITE_FILE))]
-    if not with_copy:
-      raise UserError(f"--int8: none of the models has a {TFLITE_FILE}; make "
-                      "one with python -m bert.quantize --export_dir=...")
-    names = {name + "_int8" for name, _ in with_copy}
-    models = [m for name, path in models for m in (
-        [(name, path)] + ([(name + "_int8", path)]
-                          if (name, path) in with_copy else []))]
-  loaded = [TfliteClassifier(path) if name in names else
-            ExportedClassifier(path) for name, path in models]
+  loaded_models = []
+  for name, path in models:
+    loaded_models.append((name, ExportedClassifier(path)))
+    if tflite and os.path.exists(
+        os.path.join(loaded_models[-1][1].dir, TFLITE_FILE)):
+      copy = TfliteClassifier(path)
+      loaded_models.append((name + tflite_suffix(copy.precision), copy))
+  if tflite and len(loaded_models) == len(models):
+    raise UserError(f"--tflite: none of the models has a {TFLITE_FILE}; make "
+                    "one with python -m bert.quantize --export_dir=...")
+  models = [(name, model.dir) for name, model in loaded_models]
+  loaded = [model for _, model in loaded_models]
   for model in loaded:
     if not model.label_list:
       raise UserError(f"{model.dir}: export_info.json has no label_list")
@@ -282,16 +287,18 @@ def interpretation(reports: Sequence[ModelReport]) -> str:
       s += f" and it agrees with `{ref.name}` on {_pct(r.test_agreement)} of test"
     sentences.append(s + ".")
   for r in reports:
-    int8 = by_name.get(r.name + "_int8")
-    if int8 is not None:
-      s = (f"The int8 TF Lite copy of `{r.name}` runs at "
-           f"{int8.latency_ms:.2f} ms vs {r.latency_ms:.2f} ms at batch 1 "
-           f"({r.latency_ms / int8.latency_ms:.2f}x) in "
-           f"{int8.size_bytes / r.size_bytes:.0%} of the size")
-      if r.test_accuracy is not None and int8.test_accuracy is not None:
-        s += (f"; test accuracy {_pct(int8.test_accuracy)} vs "
+    for precision in ("int8", "float32"):
+      copy = by_name.get(r.name + tflite_suffix(precision))
+      if copy is None:
+        continue
+      s = (f"The {precision} TF Lite copy of `{r.name}` runs at "
+           f"{copy.latency_ms:.2f} ms vs {r.latency_ms:.2f} ms at batch 1 "
+           f"({r.latency_ms / copy.latency_ms:.2f}x) in "
+           f"{copy.size_bytes / r.size_bytes:.0%} of the size")
+      if r.test_accuracy is not None and copy.test_accuracy is not None:
+        s += (f"; test accuracy {_pct(copy.test_accuracy)} vs "
               f"{_pct(r.test_accuracy)} "
-              f"({100 * (int8.test_accuracy - r.test_accuracy):+.2f} points)")
+              f"({100 * (copy.test_accuracy - r.test_accuracy):+.2f} points)")
       sentences.append(s + ".")
     plain = by_name.get(r.name + "_plain")
     if (plain is not None and r.test_accuracy is not None
@@ -384,10 +391,11 @@ def define_flags() -> None:
   flags.DEFINE_integer("latency_runs", 100, "Timed calls at batch 1.")
   flags.DEFINE_integer("throughput_runs", 20, "Timed calls at --batch_size.")
   flags.DEFINE_integer("warmup_runs", 5, "Untimed calls before timing.")
-  flags.DEFINE_bool("int8", False, "Also measure the int8 TF Lite copy of "
-                    "each model that has one (model.tflite in its version "
+  flags.DEFINE_bool("tflite", False, "Also measure the TF Lite copy of each "
+                    "model that has one (model.tflite in its version "
                     "directory, made by python -m bert.quantize), as "
-                    "<name>_int8.")
+                    "<name>_int8 (int8) or <name>_tflite (float32).")
+  flags.DEFINE_alias("int8", "tflite")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -402,7 +410,7 @@ def main(argv: Sequence[str]) -> None:
   reports = evaluate_models(
       parse_models(FLAGS.models or []), FLAGS.data_dir, FLAGS.task_name,
       FLAGS.seq_length, FLAGS.batch_size, FLAGS.latency_runs,
-      FLAGS.throughput_runs, max(0, FLAGS.warmup_runs), FLAGS.int8)
+      FLAGS.throughput_runs, max(0, FLAGS.warmup_runs), FLAGS.tflite)
   table = write_report(reports, FLAGS.output_dir, FLAGS.seq_length,
                        FLAGS.batch_size, FLAGS.latency_runs,
                        FLAGS.throughput_runs)

@@ -180,7 +180,7 @@ if [ -f "$REPORT" ] && [ "$REPORT" -nt "$newest_export" ] && [ -z "${QUICKSTART_
 else
   python -m bert.report \
     --models="teacher:$EXPORT_DIR/teacher,student_plain:$EXPORT_DIR/student_plain,student:$EXPORT_DIR/student" \
-    --data_dir="$DATA_DIR" --output_dir="$OUTPUT_DIR" --latency_runs="$LATENCY_RUNS" --int8
+    --data_dir="$DATA_DIR" --output_dir="$OUTPUT_DIR" --latency_runs="$LATENCY_RUNS" --tflite
   REPORT_MADE=1
 fi
 

@@ -1,4 +1,5 @@
-"""bert/quantize.py: an export's int8 TF Lite copy (tiny 2-layer model)."""
+"""bert/quantize.py: an export's TF Lite copy, int8 or float32 (tiny 2-layer
+model)."""
 
 import os
 import subprocess
@@ -20,11 +21,12 @@ def exported(tmp_path_factory):
 
 
 def test_int8_copy_follows_the_float_export(exported):
-  path = quantize.write_int8(exported["export_dir"])
+  path = quantize.write_tflite(exported["export_dir"])
   version = os.path.join(exported["export_dir"], "1")
   assert path == os.path.join(version, quantize.TFLITE_FILE)
   float_model = export.ExportedClassifier(version)
   int8_model = quantize.TfliteClassifier(exported["export_dir"])
+  assert int8_model.precision == "int8"
   texts = [line.rsplit("&", 1)[0] for line in open(
       os.path.join(exported["data_dir"], "dev.csv"), encoding="utf-8")]
   features = float_model.features(texts)
@@ -46,6 +48,26 @@ def test_int8_copy_follows_the_float_export(exported):
   assert os.path.getsize(path) < os.path.getsize(weights)
 
 
+def test_float32_copy_gives_the_savedmodel_logits(exported):
+  path = quantize.write_tflite(exported["export_dir"], "float32")
+  version = os.path.join(exported["export_dir"], "1")
+  float_model = export.ExportedClassifier(version)
+  copy = quantize.TfliteClassifier(version)
+  assert copy.precision == "float32"
+  texts = [line.rsplit("&", 1)[0] for line in open(
+      os.path.join(exported["data_dir"], "dev.csv"), encoding="utf-8")]
+  features = float_model.features(texts)
+  np.testing.assert_allclose(copy.predict_logits(features, batch_size=8),
+                             float_model.predict_logits(features, 8),
+                             atol=1e-5)
+  # float32 weights: about the size of the SavedModel's variables.
+  weights = os.path.join(version, "variables", "variables.data-00000-of-00001")
+  assert os.path.getsize(path) > 0.8 * os.path.getsize(weights)
+  with pytest.raises(UserError, match="--precision must be one of int8, "
+                     "float32, got 'int4'"):
+    quantize.write_tflite(exported["export_dir"], "int4")
+
+
 def test_missing_copy_and_missing_export_are_one_line(exported, tmp_path):
   version = os.path.join(exported["export_dir"], "1")
   tflite = os.path.join(version, quantize.TFLITE_FILE)
@@ -55,7 +77,7 @@ def test_missing_copy_and_missing_export_are_one_line(exported, tmp_path):
                      "python -m bert.quantize"):
     quantize.TfliteClassifier(version)
   with pytest.raises(UserError):
-    quantize.write_int8(str(tmp_path / "nothing"))
+    quantize.write_tflite(str(tmp_path / "nothing"))
 
 
 def test_cli_writes_the_copy(exported):

@@ -146,15 +146,15 @@ def test_bad_arguments(models):
 def test_int8_copies_are_measured_beside_their_float_exports(models):
   from bert import quantize
   data_dir = models["teacher"]["data_dir"]
-  with pytest.raises(UserError, match="--int8: none of the models has a "
+  with pytest.raises(UserError, match="--tflite: none of the models has a "
                      "model.tflite"):
     report.evaluate_models([("student", models["student"]["export_dir"])],
-                           data_dir, int8=True)
-  tflite = quantize.write_int8(models["teacher"]["export_dir"])
+                           data_dir, tflite=True)
+  tflite = quantize.write_tflite(models["teacher"]["export_dir"])
   reports = report.evaluate_models(
       [(n, models[n]["export_dir"]) for n in ("teacher", "student")],
       data_dir, seq_length=16, batch_size=4,
-      latency_runs=2, throughput_runs=1, warmup=1, int8=True)
+      latency_runs=2, throughput_runs=1, warmup=1, tflite=True)
   # Only the model with a copy gets an int8 row.
   assert [r.name for r in reports] == ["teacher", "teacher_int8", "student"]
   float_report, int8_report = reports[:2]
@@ -170,4 +170,15 @@ def test_int8_copies_are_measured_beside_their_float_exports(models):
   assert int8_report.test_agreement >= 0.8
   assert abs(int8_report.dev_accuracy - float_report.dev_accuracy) <= 0.1
   assert "The int8 TF Lite copy of `teacher` runs at" in \
+      report.interpretation(reports)
+  # A float32 copy is its own row, with the SavedModel's predictions.
+  quantize.write_tflite(models["teacher"]["export_dir"], "float32")
+  reports = report.evaluate_models(
+      [("teacher", models["teacher"]["export_dir"])], data_dir,
+      seq_length=16, batch_size=4, latency_runs=2, throughput_runs=1,
+      warmup=1, tflite=True)
+  assert [r.name for r in reports] == ["teacher", "teacher_tflite"]
+  assert reports[1].test_agreement == 1.0
+  assert reports[1].dev_accuracy == reports[0].dev_accuracy
+  assert "The float32 TF Lite copy of `teacher` runs at" in \
       report.interpretation(reports)
