@@ -12,8 +12,8 @@ same threads.  Three measures:
   b32    examples/s at batch 32 through the same path.
 
 Systems: ours in float32 and --precision=mixed_bfloat16 (training) and its
-float32, XLA (--export_jit_compile) and int8 TFLite exports (serving); Hugging Face transformers on
-PyTorch; ONNX Runtime fp32 and int8 (dynamic quantisation) on the same HF
+float32, XLA (--export_jit_compile), float32 TF Lite and int8 TF Lite
+exports (serving); Hugging Face transformers on PyTorch; ONNX Runtime fp32 and int8 (dynamic quantisation) on the same HF
 model exported to ONNX.  A peer whose package is missing is skipped with a
 note (`pip install -r requirements-bench.txt`).
 
@@ -51,8 +51,8 @@ flags.DEFINE_integer("rounds", 3, "Interleaved rounds.")
 flags.DEFINE_integer("train_steps", 8, "Timed training steps per round.")
 flags.DEFINE_integer("b1_calls", 50, "Timed batch-1 calls per round.")
 flags.DEFINE_integer("b32_calls", 5, "Timed batch-32 calls per round.")
-flags.DEFINE_list("systems", ["ours", "ours_bf16", "ours_xla", "ours_int8",
-                              "hf_torch", "ort", "ort_int8"],
+flags.DEFINE_list("systems", ["ours", "ours_bf16", "ours_xla", "ours_tflite",
+                              "ours_int8", "hf_torch", "ort", "ort_int8"],
                   "Which systems to run.")
 flags.DEFINE_string("work_dir", None, "Where exports go (default: a "
                     "temporary directory).")
@@ -223,13 +223,17 @@ def ort(shape: dict, work_dir: str, int8: bool) -> dict:
   return {"b1": infer(1), "b32": infer(32)}
 
 
-def ours_int8(shape: dict, work_dir: str) -> dict:
+def ours_tflite(shape: dict, work_dir: str, precision: str) -> dict:
+  import shutil
   import numpy as np
   from bert import quantize
-  # The float export `ours` wrote (run it first), converted as users do.
-  export_dir = os.path.join(work_dir, "export")
-  quantize.write_tflite(export_dir)
-  model = quantize.TfliteClassifier(export_dir)
+  # A copy of the float export `ours` wrote (run it first), converted as
+  # users do; each precision in its own directory (one model.tflite each).
+  copy_dir = os.path.join(work_dir, f"tflite_{precision}")
+  shutil.copytree(os.path.join(work_dir, "export"), copy_dir,
+                  dirs_exist_ok=True)
+  quantize.write_tflite(copy_dir, precision)
+  model = quantize.TfliteClassifier(copy_dir)
   rng = np.random.default_rng(0)
   ids = rng.integers(5, shape["vocab"], (1, FLAGS.seq_length)).astype(np.int32)
 
@@ -246,7 +250,8 @@ BUILDERS = {
     "ours": lambda s, d: ours(s, d, "float32"),
     "ours_bf16": lambda s, d: ours(s, d, "mixed_bfloat16"),
     "ours_xla": ours_xla,
-    "ours_int8": ours_int8,
+    "ours_tflite": lambda s, d: ours_tflite(s, d, "float32"),
+    "ours_int8": lambda s, d: ours_tflite(s, d, "int8"),
     "hf_torch": hf_torch,
     "ort": lambda s, d: ort(s, d, int8=False),
     "ort_int8": lambda s, d: ort(s, d, int8=True),
