@@ -180,7 +180,8 @@ if [ -f "$REPORT" ] && [ "$REPORT" -nt "$newest_export" ] && [ -z "${QUICKSTART_
 else
   python -m bert.report \
     --models="teacher:$EXPORT_DIR/teacher,student_plain:$EXPORT_DIR/student_plain,student:$EXPORT_DIR/student" \
-    --data_dir="$DATA_DIR" --output_dir="$OUTPUT_DIR" --latency_runs="$LATENCY_RUNS" --tflite
+    --data_dir="$DATA_DIR" --output_dir="$OUTPUT_DIR" --latency_runs="$LATENCY_RUNS" --tflite \
+    --seq_length="$MAX_SEQ_LENGTH"
   REPORT_MADE=1
 fi
 
