@@ -9,8 +9,8 @@ matrix products run in int8 on activations quantised per call, everything
 else float32), or with `--precision=float32` as it is (the same numbers as
 the SavedModel, run by TF Lite's XNNPACK kernels with far less per-op cost
 than TensorFlow's executor), and writes it as `model.tflite` into the same
-version directory, beside the SavedModel it came from, its vocab and export_info.
-That is the file TF Serving serves with `--prefer_tflite_model=true`, and
+version directory, beside the SavedModel it came from, its vocab and
+export_info.  That is the file TF Serving serves with `--prefer_tflite_model=true`, and
 what LiteRT (`ai_edge_litert`) runs on phones and small CPUs.  Inputs and
 outputs are those of `serving_default`: int32 [B, S] ids -> logits,
 probabilities [B, C]; the in-graph request checks are dropped (TF Lite has
