@@ -10,11 +10,11 @@ else float32), or with `--precision=float32` as it is (the same numbers as
 the SavedModel, run by TF Lite's XNNPACK kernels with far less per-op cost
 than TensorFlow's executor), and writes it as `model.tflite` into the same
 version directory, beside the SavedModel it came from, its vocab and
-export_info.  That is the file TF Serving serves with `--prefer_tflite_model=true`, and
-what LiteRT (`ai_edge_litert`) runs on phones and small CPUs.  Inputs and
-outputs are those of `serving_default`: int32 [B, S] ids -> logits,
-probabilities [B, C]; the in-graph request checks are dropped (TF Lite has
-no Assert op), so callers keep ids in range.
+export_info.  That is the file TF Serving serves with
+`--prefer_tflite_model=true`, and what LiteRT (`ai_edge_litert`) runs on
+phones and small CPUs.  Inputs and outputs are those of `serving_default`:
+int32 [B, S] ids -> logits, probabilities [B, C]; the in-graph request
+checks are dropped (TF Lite has no Assert op), so callers keep ids in range.
 
 `bert.report --tflite` measures the copy beside the SavedModel: size,
 batch-1 latency, accuracy.
