@@ -16,7 +16,10 @@
 # tensorflow_model_server and docker commands and exits with status 1.
 # An export made with --export_jit_compile runs through XLA, which TF Serving
 # allows only with --xla_cpu_compilation_enabled=true: the script adds it
-# when one of the exports asks for it.
+# when one of the exports asks for it.  PREFER_TFLITE=1 serves each model's
+# TF Lite copy (model.tflite from python -m bert.quantize, int8 or float32)
+# with --prefer_tflite_model=true: serving_default only, and without the
+# warm-up replay (its predict_text requests need the SavedModel).
 # Each export carries assets.extra/tf_serving_warmup_requests, which
 # --enable_model_warmup replays when a version loads, so the first client
 # request does not pay for graph initialisation.  TF Serving loads the
@@ -77,6 +80,13 @@ for item in $MODELS; do
   docker_config="$docker_config
   config { $entry base_path: \"/models/$name\" }"
   mounts+=(-v "$base:/models/$name:ro")
+  if [ -n "${PREFER_TFLITE:-}" ]; then
+    latest="$(ls "$base" | grep -E '^[0-9]+$' | sort -n | tail -1)"
+    if [ ! -f "$base/$latest/model.tflite" ]; then
+      echo "error: PREFER_TFLITE: $base/$latest has no model.tflite (make it with python -m bert.quantize --export_dir=$base)" >&2
+      exit 2
+    fi
+  fi
   if grep -qs '"jit_compile": true' "$base"/*/assets/export_info.json; then
     XLA_FLAGS=(--xla_cpu_compilation_enabled=true)
   fi
@@ -91,9 +101,15 @@ max_enqueued_batches { value: 1000 }
 pad_variable_length_inputs: true
 EOF
 
-FLAGS=(--port="$GRPC_PORT" --rest_api_port="$REST_PORT"
-  --enable_batching --enable_model_warmup
-  --file_system_poll_wait_seconds=30 ${XLA_FLAGS[@]+"${XLA_FLAGS[@]}"})
+SERVER_FLAGS=(--enable_batching)
+if [ -n "${PREFER_TFLITE:-}" ]; then
+  SERVER_FLAGS+=(--prefer_tflite_model=true)
+else
+  SERVER_FLAGS+=(--enable_model_warmup)
+fi
+SERVER_FLAGS+=(${XLA_FLAGS[@]+"${XLA_FLAGS[@]}"})
+FLAGS=(--port="$GRPC_PORT" --rest_api_port="$REST_PORT" "${SERVER_FLAGS[@]}"
+  --file_system_poll_wait_seconds=30)
 if command -v tensorflow_model_server >/dev/null 2>&1 && [ -z "${SERVE_DRY_RUN:-}" ]; then
   echo "Serving$(printf ' %s' $MODELS) (REST :$REST_PORT, gRPC :$GRPC_PORT)"
   exec tensorflow_model_server "${FLAGS[@]}" \
@@ -115,7 +131,7 @@ With Docker:
 
   docker run --rm -p $REST_PORT:8501 -p $GRPC_PORT:8500 ${mounts[*]} \\
     -v $SERVING_DIR:/config:ro $SERVING_IMAGE \\
-    --enable_batching --enable_model_warmup${XLA_FLAGS[*]+ ${XLA_FLAGS[*]}} \\
+    ${SERVER_FLAGS[*]} \\
     --model_config_file=/config/models.docker.config \\
     --batching_parameters_file=/config/batching_parameters.txt
 

@@ -170,6 +170,31 @@ def test_serve_sh_writes_configs_for_models_side_by_side(exported, tmp_path):
       result.stdout)
 
 
+def test_serve_sh_prefer_tflite_needs_the_copy(exported, tmp_path):
+  from bert import quantize
+  version = tmp_path / "export" / "student" / "1"
+  shutil.copytree(os.path.join(exported, "1"), version)
+
+  def serve():
+    return subprocess.run(
+        ["bash", os.path.join(ROOT, "scripts", "serve.sh")],
+        env={**os.environ, "SERVE_DRY_RUN": "1", "PREFER_TFLITE": "1",
+             "SERVING_DIR": str(tmp_path / "serving"),
+             "MODELS": f"student:{version.parent}"},
+        capture_output=True, text=True)
+
+  result = serve()
+  assert result.returncode == 2
+  assert "has no model.tflite" in result.stderr
+  assert len(result.stderr.strip().splitlines()) == 1
+  quantize.write_tflite(str(version), "float32")
+  result = serve()
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.count("--prefer_tflite_model=true") == 2
+  # The warm-up file's predict_text requests need the SavedModel.
+  assert "--enable_model_warmup" not in result.stdout
+
+
 def test_serve_sh_rejects_a_missing_export(tmp_path):
   result = subprocess.run(
       ["bash", os.path.join(ROOT, "scripts", "serve.sh")],
