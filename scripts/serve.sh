@@ -81,8 +81,8 @@ for item in $MODELS; do
   config { $entry base_path: \"/models/$name\" }"
   mounts+=(-v "$base:/models/$name:ro")
   if [ -n "${PREFER_TFLITE:-}" ]; then
-    latest="$(ls "$base" | grep -E '^[0-9]+$' | sort -n | tail -1)"
-    if [ ! -f "$base/$latest/model.tflite" ]; then
+    latest="$(ls "$base" | grep -E '^[0-9]+$' | sort -n | tail -1 || true)"
+    if [ -z "$latest" ] || [ ! -f "$base/$latest/model.tflite" ]; then
       echo "error: PREFER_TFLITE: $base/$latest has no model.tflite (make it with python -m bert.quantize --export_dir=$base)" >&2
       exit 2
     fi
