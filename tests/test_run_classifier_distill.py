@@ -244,6 +244,29 @@ def test_cached_teacher_logits(env, tmp_path, caplog):
   np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
 
 
+def test_a_jit_compiled_teacher_teaches_as_the_plain_one(env, tmp_path):
+  """A teacher exported with --export_jit_compile (XLA, padded shapes) gives
+  the plain export's logits inside the student's compiled step."""
+  helpers.run_main(run_classifier.main, task_name="emotion",
+                   output_dir=os.path.join(env["dir"], "teacher_out"),
+                   do_export=True, export_dir=str(tmp_path / "jit"),
+                   export_jit_compile=True)
+  jit = str(tmp_path / "jit" / "1")
+  assert export.read_export_info(jit)["jit_compile"] is True
+  f = {k: tf.constant(v[:11, :13])
+       for k, v in features(env, train_texts(env)).items()
+       if k in data.SEQ_FEATURES}
+  plain_logits, jit_logits = (
+      tf.function(teacher_lib.Teacher([path]).logits)(**f)
+      for path in (env["teacher"], jit))
+  assert jit_logits.shape == (1, 11, 2)
+  np.testing.assert_allclose(jit_logits.numpy(), plain_logits.numpy(),
+                             atol=1e-5)
+  out = tmp_path / "out"
+  run(env, out, do_train=True, teacher_model=jit)
+  assert tf.train.latest_checkpoint(str(out)).endswith("model.ckpt-12")
+
+
 def test_cache_dir_is_shared_between_runs(env, tmp_path, caplog):
   caplog.set_level(logging.INFO, logger="absl")
   cache_dir = tmp_path / "cache"
