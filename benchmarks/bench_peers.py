@@ -13,8 +13,8 @@ same threads.  Three measures:
 
 Systems: ours in float32 and --precision=mixed_bfloat16 (training) and its
 float32, XLA (--export_jit_compile), float32 TF Lite and int8 TF Lite
-exports (serving); Hugging Face transformers on PyTorch; ONNX Runtime fp32 and int8 (dynamic quantisation) on the same HF
-model exported to ONNX.  A peer whose package is missing is skipped with a
+exports (serving); Hugging Face transformers on PyTorch; ONNX Runtime fp32
+and int8 (dynamic quantisation) on the same HF model exported to ONNX.  A peer whose package is missing is skipped with a
 note (`pip install -r requirements-bench.txt`).
 
 The systems take turns: each of `--rounds` rounds times every system once,
@@ -70,22 +70,30 @@ def bert_config(shape: dict):
       intermediate_size=4 * shape["hidden"], max_position_embeddings=512)
 
 
+def batch_calls(serve, shape: dict, to_input=lambda a: a) -> dict:
+  """b1 and b32: `serve(**features)["logits"]` on int32 features of
+  --seq_length random real tokens, made once with `to_input` (outside the
+  timed call)."""
+  import numpy as np
+  ids = np.random.default_rng(0).integers(
+      5, shape["vocab"], (1, FLAGS.seq_length)).astype(np.int32)
+  out = {}
+  for b in (1, 32):
+    features = {"input_ids": ids.repeat(b, 0),
+                "input_mask": np.ones((b, FLAGS.seq_length), np.int32),
+                "segment_ids": np.zeros((b, FLAGS.seq_length), np.int32)}
+    inputs = {k: to_input(v) for k, v in features.items()}
+    out[f"b{b}"] = (lambda inputs: lambda: np.asarray(
+        serve(**inputs)["logits"]))(inputs)
+  return out
+
+
 def serving_calls(path: str, shape: dict) -> dict:
   """b1 and b32 through an export's `serving_default`, loaded as TF Serving
   loads it."""
-  import numpy as np
   import tensorflow as tf
-  serve = tf.saved_model.load(path).signatures["serving_default"]
-  ids = np.random.default_rng(0).integers(5, shape["vocab"],
-                                          (1, FLAGS.seq_length))
-  out = {}
-  for b in (1, 32):
-    inputs = {"input_ids": tf.constant(ids.repeat(b, 0), tf.int32),
-              "input_mask": tf.ones((b, FLAGS.seq_length), tf.int32),
-              "segment_ids": tf.zeros((b, FLAGS.seq_length), tf.int32)}
-    out[f"b{b}"] = (lambda inputs: lambda: serve(**inputs)[
-        "logits"].numpy())(inputs)
-  return out
+  return batch_calls(tf.saved_model.load(path).signatures["serving_default"],
+                     shape, tf.constant)
 
 
 def ours(shape: dict, work_dir: str, precision: str) -> dict:
@@ -132,6 +140,7 @@ def ours_xla(shape: dict, work_dir: str) -> dict:
       modeling.BertClassifier(config, num_labels=2), config,
       os.path.join(work_dir, "xla"), FLAGS.seq_length, jit_compile=True)
   return serving_calls(path, shape)
+
 
 def hf_model(shape: dict):
   import torch
@@ -225,7 +234,6 @@ def ort(shape: dict, work_dir: str, int8: bool) -> dict:
 
 def ours_tflite(shape: dict, work_dir: str, precision: str) -> dict:
   import shutil
-  import numpy as np
   from bert import quantize
   # A copy of the float export `ours` wrote (run it first), converted as
   # users do; each precision in its own directory (one model.tflite each).
@@ -233,17 +241,8 @@ def ours_tflite(shape: dict, work_dir: str, precision: str) -> dict:
   shutil.copytree(os.path.join(work_dir, "export"), copy_dir,
                   dirs_exist_ok=True)
   quantize.write_tflite(copy_dir, precision)
-  model = quantize.TfliteClassifier(copy_dir)
-  rng = np.random.default_rng(0)
-  ids = rng.integers(5, shape["vocab"], (1, FLAGS.seq_length)).astype(np.int32)
-
-  def infer(b):
-    features = {"input_ids": ids.repeat(b, 0),
-                "input_mask": np.ones((b, FLAGS.seq_length), np.int32),
-                "segment_ids": np.zeros((b, FLAGS.seq_length), np.int32)}
-    return lambda: model.serving_default(**features)["logits"]
-
-  return {"b1": infer(1), "b32": infer(32)}
+  return batch_calls(quantize.TfliteClassifier(copy_dir).serving_default,
+                     shape)
 
 
 BUILDERS = {
