@@ -400,14 +400,38 @@ def features_dataset(features: dict[str, np.ndarray],
       {k: v[order] for k, v in features.items()}).batch(batch_size)
 
 
-def trim_batch(features: dict) -> dict:
+# The shortest length bucket an XLA-compiled model runs (`length_bucket`).
+XLA_MIN_LENGTH = 16
+
+
+def next_power_of_two(n: tf.Tensor) -> tf.Tensor:
+  """The smallest power of two >= n (int32 scalar, n >= 1), exactly."""
+  # Compare-and-min rather than tf.searchsorted: TF Lite has these ops.
+  powers = tf.constant([2 ** i for i in range(31)], tf.int32)
+  return tf.reduce_min(tf.where(powers >= n, powers, powers[-1]))
+
+
+def length_bucket(length: tf.Tensor) -> tf.Tensor:
+  """int32 scalar length -> the power of two >= it, at least XLA_MIN_LENGTH.
+
+  XLA compiles once per input shape: lengths rounded up to these buckets
+  give a handful of shapes instead of one per length."""
+  return tf.maximum(next_power_of_two(tf.maximum(length, 1)), XLA_MIN_LENGTH)
+
+
+def trim_batch(features: dict, bucket: bool = False) -> dict:
   """Cuts [B, max_seq_length] features to the batch's longest example.
 
   Padding never changes the real positions' outputs, and most texts are far
   shorter than max_seq_length, so this saves most of the compute.  Works on
-  graph tensors: the compiled step keeps one trace.
+  graph tensors: the compiled step keeps one trace.  With `bucket`, the
+  length is rounded up to its `length_bucket` (never past max_seq_length),
+  for a step that XLA compiles per shape.
   """
   length = tf.maximum(tf.reduce_max(tf.reduce_sum(features["input_mask"], 1)),
                       1)
+  if bucket:
+    width = tf.shape(features["input_mask"])[1]
+    length = tf.minimum(length_bucket(tf.cast(length, tf.int32)), width)
   return {k: v[:, :length] if k in SEQ_FEATURES else v
           for k, v in features.items()}

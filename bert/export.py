@@ -44,9 +44,9 @@ EXPORT_INFO = "export_info.json"
 
 # XLA compiles once per input shape.  A jit-compiled export pads each request
 # (outside the compiled part) to a power-of-two batch and a power-of-two
-# length of at least XLA_MIN_LENGTH: padding with input_mask 0 leaves the
-# real rows' outputs unchanged, and a server then sees a handful of shapes.
-XLA_MIN_LENGTH = 16
+# length of at least data.XLA_MIN_LENGTH: padding with input_mask 0 leaves
+# the real rows' outputs unchanged, and a server then sees a handful of shapes.
+XLA_MIN_LENGTH = data.XLA_MIN_LENGTH
 
 
 def xla_length_buckets(max_seq_length: int) -> list[int]:
@@ -56,13 +56,6 @@ def xla_length_buckets(max_seq_length: int) -> list[int]:
   while buckets[-1] < max_seq_length:
     buckets.append(buckets[-1] * 2)
   return buckets
-
-
-def _next_power_of_two(n: tf.Tensor) -> tf.Tensor:
-  """The smallest power of two >= n (int32 scalar, n >= 1), exactly."""
-  # Compare-and-min rather than tf.searchsorted: TF Lite has these ops.
-  powers = tf.constant([2 ** i for i in range(31)], tf.int32)
-  return tf.reduce_min(tf.where(powers >= n, powers, powers[-1]))
 
 
 def _ids_signature():
@@ -123,11 +116,10 @@ class ClassifierExport(tf.Module):
   def _padded_logits(self, input_ids, input_mask, segment_ids):
     """The XLA model's logits [B, C] for inputs padded to bucket shapes."""
     batch, length = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
-    padded_length = tf.maximum(_next_power_of_two(tf.maximum(length, 1)),
-                               XLA_MIN_LENGTH)
+    padded_length = data.length_bucket(length)
     padded_length = tf.minimum(padded_length, tf.maximum(
         length, self.model.config.max_position_embeddings))
-    paddings = [[0, _next_power_of_two(tf.maximum(batch, 1)) - batch],
+    paddings = [[0, data.next_power_of_two(tf.maximum(batch, 1)) - batch],
                 [0, padded_length - length]]
     logits = self.compiled_logits(*(tf.pad(t, paddings) for t in (
         input_ids, input_mask, segment_ids)))

@@ -36,7 +36,7 @@ from absl import app, flags, logging
 from bert import bilstm, classifier, distillation, modeling
 from bert import objective
 from bert import run_classifier, run_config, tinybert, training
-from bert.errors import exit_on_error
+from bert.errors import UserError, exit_on_error
 
 FLAGS = flags.FLAGS
 run_classifier.define_flags()
@@ -98,6 +98,26 @@ def main(argv):
     run(config, write_dir)
 
 
+def check_jit_replicas(config: run_config.DistillConfig,
+                       replicas: int) -> None:
+  """--jit_compile over several replicas keeps the teacher out of the step:
+  XLA cannot read its variables (on one device) from another replica's."""
+  if not (config.jit_compile and replicas > 1 and config.do_train
+          and config.teacher_model):
+    return
+  if config.stage != "prediction":
+    raise UserError(f"--jit_compile over {replicas} replicas with "
+                    f"--stage={config.stage}: TinyBERT's intermediate stage "
+                    "runs the teacher in every step, and XLA cannot read its "
+                    "variables from the other replicas' devices; leave "
+                    "--jit_compile out")
+  if not config.cache_teacher_logits:
+    raise UserError(f"--jit_compile over {replicas} replicas needs "
+                    "--cache_teacher_logits: XLA cannot read the teacher's "
+                    "variables (on one device) from the other replicas' "
+                    "devices")
+
+
 def run(config: run_config.DistillConfig, write_dir: str | None = None) -> None:
   """Distil, evaluate, predict and export as `config` says (`write_dir`: as
   in `run_classifier.run`)."""
@@ -108,6 +128,7 @@ def run(config: run_config.DistillConfig, write_dir: str | None = None) -> None:
     return
   training.set_seed(config.seed)
   strategy = classifier.strategy(config)
+  check_jit_replicas(config, strategy.num_replicas_in_sync)
   # A BiLSTM brings its own sizes, as a Hub encoder does.
   bilstm_config = bilstm.student_config(config.bert_config_file,
                                        config.student_type)
@@ -136,7 +157,8 @@ def run(config: run_config.DistillConfig, write_dir: str | None = None) -> None:
         log_every=config.log_steps, keep_checkpoints=config.keep_checkpoint_max,
         trainable_variables=plan.trainable_variables(model),
         extra_checkpoint_variables=plan.extra_variables, seed=config.seed,
-        precision=config.precision, write_dir=write_dir)
+        precision=config.precision, write_dir=write_dir,
+        jit_compile=config.jit_compile)
     if chief:
       run_config.write_record(
           config, {"teacher": objective.teacher_record(config, teacher)})

@@ -107,6 +107,7 @@ class RunConfig(Config):
   gcp_project: str | None = None
   distribution_strategy: str = "auto"
   precision: str = "float32"
+  jit_compile: bool = False
   bert_hub_module_handle: str | None = None
   do_export_encoder: bool = False
 
@@ -145,6 +146,11 @@ class RunConfig(Config):
       raise UserError(f"--precision={self.precision} with "
                       "--bert_hub_module_handle is not supported: a TF Hub "
                       "encoder computes in its own dtype")
+    _check_jit_compile(self.jit_compile, self.use_tpu)
+    if self.jit_compile and self.bert_hub_module_handle:
+      raise UserError("--jit_compile with --bert_hub_module_handle is not "
+                      "supported: a TF Hub encoder is a Keras layer of its "
+                      "own; train it without XLA")
     _at_least("max_seq_length", self.max_seq_length, 2)
     batch_sizes = (("train_batch_size", self.do_train),
                    ("eval_batch_size", self.do_eval),
@@ -280,6 +286,9 @@ class DistillConfig(RunConfig):
                         f"0, got {min(self.init_from_teacher_layers)}")
       if self.student_type != "bert":
         raise UserError("--init_from_teacher_layers needs --student_type=bert")
+    if self.jit_compile and self.student_type != "bert":
+      raise UserError("--jit_compile is for BERT students: XLA has no kernel "
+                      f"for the --student_type={self.student_type} LSTM op")
     if self.export_jit_compile and self.student_type != "bert":
       raise UserError("--export_jit_compile is for BERT students; a "
                       f"--student_type={self.student_type} export is served "
@@ -330,6 +339,7 @@ class PretrainConfig(Config):
   gcp_project: str | None = None
   distribution_strategy: str = "auto"
   precision: str = "float32"
+  jit_compile: bool = False
 
   SCRIPT = "run_pretraining.py"
 
@@ -340,6 +350,7 @@ class PretrainConfig(Config):
     if not (self.do_train or self.do_eval):
       raise UserError("at least one of --do_train, --do_eval must be set")
     _check_precision(self.precision)
+    _check_jit_compile(self.jit_compile, self.use_tpu)
     for name in ("input_file", "output_dir", "bert_config_file"):
       if not getattr(self, name):
         raise UserError(f"--{name} is required")
@@ -380,6 +391,12 @@ def _check_precision(precision: str) -> None:
   if precision not in allowed:
     raise UserError(f"--precision={precision}: expected one of "
                     f"{', '.join(allowed)}")
+
+
+def _check_jit_compile(jit_compile: bool, use_tpu: bool) -> None:
+  if jit_compile and use_tpu:
+    raise UserError("--jit_compile with --use_tpu: a TPU compiles every step "
+                    "with XLA already; leave --jit_compile out")
 
 
 def _at_least(name: str, value: int, low: int) -> None:

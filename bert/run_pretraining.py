@@ -74,6 +74,8 @@ def define_flags() -> None:
   define("enum", "precision", "float32", "What training computes in "
          "(mixed_bfloat16, mixed_float16: float32 variables and checkpoints).",
          list(training.PRECISIONS))
+  define("bool", "jit_compile", False, "Compile the training step with XLA "
+         "(fused kernels instead of many small ops).")
   define("bool", "use_tpu", False, "Train on the Cloud TPU --tpu_name.")
   define("string", "tpu_name", None, "The Cloud TPU.")
   define("string", "tpu_zone", None, "GCE zone of --tpu_name.")
@@ -199,7 +201,8 @@ def run(config: run_config.PretrainConfig, write_dir: str | None = None) -> None
             config.num_warmup_steps),
         save_checkpoints_steps=config.save_checkpoints_steps,
         log_every=config.log_steps, keep_checkpoints=config.keep_checkpoint_max,
-        seed=config.seed, precision=config.precision, write_dir=write_dir)
+        seed=config.seed, precision=config.precision, write_dir=write_dir,
+        jit_compile=config.jit_compile)
     if chief:
       run_config.write_record(config)
     if not trainer.restore():

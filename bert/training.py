@@ -240,12 +240,13 @@ class Trainer:
                trainable_variables: Iterable[tf.Variable] | None = None,
                extra_checkpoint_variables: dict | None = None,
                seed: int | None = None, precision: str = "float32",
-               write_dir: str | None = None):
+               write_dir: str | None = None, jit_compile: bool = False):
     if precision not in PRECISIONS:
       raise UserError(f"--precision={precision}: expected one of "
                       f"{', '.join(PRECISIONS)}")
     self.model = model
     self.compute_dtype = PRECISIONS[precision]
+    self.jit_compile = jit_compile
     # Dropout masks come from (seed, step, replica): with the seeded input
     # order this makes a resumed run equal an uninterrupted one.
     self.seed = 0 if seed is None else seed
@@ -319,15 +320,19 @@ class Trainer:
     logging.info("Saved %s", path)
 
   def make_train_step(self):
-    """The compiled step: train_step(distributed iterator) -> metrics."""
-    def replica_step(features):
-      features = data.trim_batch(features)
+    """The compiled step: train_step(distributed iterator) -> metrics.
+
+    With `jit_compile`, XLA compiles the step into a few fused kernels
+    instead of running its many small ops one by one: batches are cut to a
+    power-of-two length (`data.trim_batch(bucket=True)`), so it compiles once
+    per length bucket.  With one replica the optimiser's update is compiled
+    too; with several, the forward and backward passes only (the gradients'
+    all-reduce runs outside XLA).
+    """
+    def gradients(features, seed):
+      """Loss, metrics and the (loss-scaled) gradients of one replica."""
       step = self.optimizer.global_step.value()
-      replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-      stream = (tf.cast(step, tf.int64) * self.strategy.num_replicas_in_sync
-                + tf.cast(replica, tf.int64))
-      with tf.GradientTape() as tape, modeling.dropout_seed(
-          tf.stack([tf.constant(self.seed, tf.int64), stream])), \
+      with tf.GradientTape() as tape, modeling.dropout_seed(seed), \
           modeling.compute_dtype(self.compute_dtype):
         loss, metrics = self.loss_fn(features, True, step)
         # The optimiser sums gradients over replicas.
@@ -337,11 +342,31 @@ class Trainer:
       grads = tape.gradient(scaled, self.variables)
       if self.loss_scale is not None:
         grads = [_divide(g, self.loss_scale) for g in grads]
+      return loss, metrics, grads
+
+    several = self.strategy.num_replicas_in_sync > 1
+    if self.jit_compile and several:
+      gradients = tf.function(gradients, jit_compile=True)
+
+    def update(features, seed):
+      loss, metrics, grads = gradients(features, seed)
       metrics = {**metrics, "loss": loss,
                  **self.optimizer.apply_gradients(grads)}
       if self.loss_scale is not None:
         metrics["loss_scale"] = self._update_loss_scale(metrics["skipped"])
       return metrics
+
+    if self.jit_compile and not several:
+      update = tf.function(update, jit_compile=True)
+
+    def replica_step(features):
+      features = data.trim_batch(features, bucket=self.jit_compile)
+      step = self.optimizer.global_step.value()
+      replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+      stream = (tf.cast(step, tf.int64) * self.strategy.num_replicas_in_sync
+                + tf.cast(replica, tf.int64))
+      return update(features,
+                    tf.stack([tf.constant(self.seed, tf.int64), stream]))
 
     @tf.function
     def train_step(iterator):
@@ -386,9 +411,11 @@ class Trainer:
     iterator = iter(self.strategy.experimental_distribute_dataset(
         dataset.with_options(options)))
     train_step = self.make_train_step()
-    logging.info("Training steps %d..%d, batch size %d over %d replicas",
+    logging.info("Training steps %d..%d, batch size %d over %d replicas%s",
                  start_step + 1, self.num_train_steps, batch_size,
-                 self.strategy.num_replicas_in_sync)
+                 self.strategy.num_replicas_in_sync,
+                 ", the step compiled by XLA (once per length bucket)"
+                 if self.jit_compile else "")
     window_start, window_steps = time.time(), 0
     run_start = time.time()
     sums: dict[str, float] = {}

@@ -176,10 +176,12 @@ def test_mirrored_over_two_cpus_trains_a_teacher_and_students(tmp_path):
   runs = {"teacher": {**common, "bert_config_file": helpers.write_config(d),
                       "num_train_epochs": 2, "output_dir": f"{d}/teacher",
                       "do_export": True, "export_dir": teacher_export},
-          # TinyBERT's intermediate stage runs the teacher inside the step.
+          # TinyBERT's intermediate stage runs the teacher inside the step;
+          # the cached student's step is compiled by XLA in each replica
+          # (the all-reduce outside).
           "students": [
               {**student, "output_dir": f"{d}/cached",
-               "cache_teacher_logits": True},
+               "cache_teacher_logits": True, "jit_compile": True},
               {**student, "output_dir": f"{d}/tinybert",
                "stage": "intermediate",
                "intermediate_losses": "embedding,hidden,attention"}]}
@@ -191,8 +193,19 @@ def test_mirrored_over_two_cpus_trains_a_teacher_and_students(tmp_path):
         env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "batch size 8 over 2 replicas" in result.stderr
+    assert ("compiled by XLA" in result.stderr) == ("jit_compile" in flags)
   for name, steps in (("teacher", 24), ("cached", 12), ("tinybert", 12)):
     assert results(os.path.join(d, name))["global_step"] == steps, name
+  # XLA with the teacher in the step over two replicas: one line at once.
+  refused = subprocess.run(
+      [sys.executable, "-c", _MIRRORED_SCRIPT, json.dumps(["student", {
+          **student, "output_dir": f"{d}/online_jit", "jit_compile": True}])],
+      capture_output=True, text=True, cwd=ROOT, timeout=300,
+      env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert refused.returncode != 0
+  assert ("--jit_compile over 2 replicas needs --cache_teacher_logits"
+          in refused.stderr), refused.stderr[-3000:]
+  assert not os.path.exists(f"{d}/online_jit/checkpoint")
 
 
 def test_two_workers_distil_with_teacher_logits_cached_once(tmp_path):

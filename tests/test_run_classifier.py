@@ -70,6 +70,15 @@ def test_train_eval_predict_export(files):
   assert sorted(os.listdir(files["export_dir"])) == ["1", "2"]
 
 
+def test_jit_compiled_training_learns_as_well(files, caplog):
+  caplog.set_level("INFO", logger="absl")
+  run(files, do_train=True, do_eval=True, jit_compile=True)
+  assert "the step compiled by XLA" in caplog.text
+  results = read_results(os.path.join(files["output_dir"], "eval_results.txt"))
+  assert int(results["global_step"]) == 72
+  assert float(results["eval_accuracy"]) >= 0.8
+
+
 @pytest.mark.parametrize("task", ["emotion", "mrpc"])
 def test_predict_with_google_finetuned_checkpoint(files, tmp_path, task):
   """A `model.ckpt-N` as Google's run_classifier.py writes it predicts the

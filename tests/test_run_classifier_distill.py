@@ -267,6 +267,21 @@ def test_a_jit_compiled_teacher_teaches_as_the_plain_one(env, tmp_path):
   assert tf.train.latest_checkpoint(str(out)).endswith("model.ckpt-12")
 
 
+@pytest.mark.parametrize("flags", [
+    {},  # The teacher's SavedModel runs inside the compiled step.
+    {"cache_teacher_logits": True},
+    {"stage": "intermediate",
+     "intermediate_losses": "embedding,hidden,attention"}])
+def test_jit_compiled_student_step(env, tmp_path, caplog, flags):
+  caplog.set_level(logging.INFO, logger="absl")
+  out = tmp_path / "out"
+  run(env, out, do_train=True, jit_compile=True, **flags)
+  assert "the step compiled by XLA" in caplog.text
+  assert tf.train.latest_checkpoint(str(out)).endswith("model.ckpt-12")
+  with open(out / "run_config.json") as f:
+    assert json.load(f)["config"]["jit_compile"] is True
+
+
 def test_cache_dir_is_shared_between_runs(env, tmp_path, caplog):
   caplog.set_level(logging.INFO, logger="absl")
   cache_dir = tmp_path / "cache"

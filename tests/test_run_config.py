@@ -62,6 +62,10 @@ def test_from_values_defaults_and_conversions():
     ({"do_export": True}, "--do_export needs --export_dir"),
     ({"bert_hub_module_handle": "hub", "do_export_encoder": True},
      "--do_export/--do_export_encoder with --bert_hub_module_handle"),
+    ({"jit_compile": True, "use_tpu": True},
+     "--jit_compile with --use_tpu: a TPU compiles every step with XLA"),
+    ({"jit_compile": True, "bert_hub_module_handle": "hub"},
+     "--jit_compile with --bert_hub_module_handle is not supported"),
 ])
 def test_run_config_rejects(tmp_path, values, message):
   with pytest.raises(UserError) as e:
@@ -92,6 +96,8 @@ def test_run_config_rejects(tmp_path, values, message):
      "--teacher_eval_sample must be >= 0"),
     ({"teacher_model": "t", "student_type": "bilstm",
       "export_jit_compile": True}, "--export_jit_compile is for BERT students"),
+    ({"teacher_model": "t", "student_type": "bilstm", "jit_compile": True},
+     "--jit_compile is for BERT students"),
 ])
 def test_distill_config_rejects(tmp_path, values, message):
   with pytest.raises(UserError) as e:

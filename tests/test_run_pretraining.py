@@ -140,6 +140,17 @@ def test_train_eval_resume_and_google_names(env, tmp_path):
   assert results["global_step"] == "9"
 
 
+def test_jit_compiled_pretraining(env, tmp_path, caplog):
+  caplog.set_level("INFO", logger="absl")
+  out = tmp_path / "out"
+  run(env, out, do_train=True, do_eval=True, jit_compile=True)
+  assert "the step compiled by XLA" in caplog.text
+  results = dict(line.strip().split(" = ")
+                 for line in open(out / "eval_results.txt"))
+  assert results["global_step"] == "6"
+  assert np.isfinite(float(results["masked_lm_loss"]))
+
+
 def test_eval_of_a_checkpoint_without_heads_is_one_line(env, tmp_path):
   d = str(tmp_path)
   classifier_out = tmp_path / "classifier"
