@@ -11,8 +11,9 @@ same threads.  Three measures:
          runs it;
   b32    examples/s at batch 32 through the same path.
 
-Systems: ours in float32 and --precision=mixed_bfloat16 (training) and its
-float32, XLA (--export_jit_compile), float32 TF Lite and int8 TF Lite
+Systems: ours in float32, --precision=mixed_bfloat16 and float32 with
+--jit_compile (training, `ours_xla`) and its float32, XLA
+(--export_jit_compile, `ours_xla`), float32 TF Lite and int8 TF Lite
 exports (serving); Hugging Face transformers on PyTorch; ONNX Runtime fp32
 and int8 (dynamic quantisation) on the same HF model exported to ONNX.  A peer whose package is missing is skipped with a
 note (`pip install -r requirements-bench.txt`).
@@ -96,7 +97,8 @@ def serving_calls(path: str, shape: dict) -> dict:
                      shape, tf.constant)
 
 
-def ours(shape: dict, work_dir: str, precision: str) -> dict:
+def ours(shape: dict, work_dir: str, precision: str,
+         jit_compile: bool = False) -> dict:
   import numpy as np
   import tensorflow as tf
   from bert import modeling, training
@@ -122,12 +124,13 @@ def ours(shape: dict, work_dir: str, precision: str) -> dict:
   strategy = tf.distribute.get_strategy()
   trainer = training.Trainer(
       model, loss_fn, strategy=strategy,
-      output_dir=os.path.join(work_dir, f"train_{precision}"),
-      num_train_steps=10**9, learning_rate=1e-4, precision=precision)
+      output_dir=os.path.join(work_dir, f"train_{precision}_{jit_compile}"),
+      num_train_steps=10**9, learning_rate=1e-4, precision=precision,
+      jit_compile=jit_compile)
   step = trainer.make_train_step()
   iterator = iter(strategy.experimental_distribute_dataset(dataset))
   out = {"train": lambda: float(step(iterator)["loss"])}
-  if precision != "float32":
+  if precision != "float32" or jit_compile:
     return out
   return {**out, **serving_calls(
       runs.export_synthetic(model, config, work_dir, seq), shape)}
@@ -139,7 +142,8 @@ def ours_xla(shape: dict, work_dir: str) -> dict:
   path = runs.export_synthetic(
       modeling.BertClassifier(config, num_labels=2), config,
       os.path.join(work_dir, "xla"), FLAGS.seq_length, jit_compile=True)
-  return serving_calls(path, shape)
+  return {**ours(shape, work_dir, "float32", jit_compile=True),
+          **serving_calls(path, shape)}
 
 
 def hf_model(shape: dict):

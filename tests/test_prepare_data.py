@@ -104,7 +104,8 @@ def test_vocab_covers_dev_and_fits_configs(built):
         known += len(word)
   assert known / (known + unknown) >= 0.95
 
-  for name in ("teacher_config.json", "student_1l_config.json",
+  for name in ("teacher_config.json", "teacher_3l_config.json",
+               "student_1l_config.json",
                "student_2l_config.json"):
     with open(os.path.join(CONFIGS, name)) as f:
       config = json.load(f)
