@@ -330,7 +330,8 @@ class Trainer:
     all-reduce runs outside XLA).
     """
     def gradients(features, seed):
-      """Loss, metrics and the (loss-scaled) gradients of one replica."""
+      """Loss, metrics and gradients of one replica (float16's loss scale
+      divided out again)."""
       step = self.optimizer.global_step.value()
       with tf.GradientTape() as tape, modeling.dropout_seed(seed), \
           modeling.compute_dtype(self.compute_dtype):

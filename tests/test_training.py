@@ -228,7 +228,9 @@ def test_mixed_precision_trains_float32_variables(tmp_path, precision):
   assert logits.dtype == tf.float32
 
 
-def test_float16_loss_scale_halves_on_overflow_and_skips_the_step(tmp_path):
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_float16_loss_scale_halves_on_overflow_and_skips_the_step(
+    tmp_path, jit_compile):
   model = tiny_classifier(tmp_path)
 
   def loss_fn(f, is_training, step):
@@ -241,7 +243,7 @@ def test_float16_loss_scale_halves_on_overflow_and_skips_the_step(tmp_path):
       model, loss_fn, strategy=tf.distribute.get_strategy(),
       output_dir=str(tmp_path / "out"), num_train_steps=1,
       learning_rate=1e-3, log_every=1, save_checkpoints_steps=100,
-      precision="mixed_float16")
+      precision="mixed_float16", jit_compile=jit_compile)
   before = [v.numpy() for v in model.trainable_variables]
   trainer.train(features(), 8)
   assert trainer.loss_scale.numpy() == training.INITIAL_LOSS_SCALE / 2
