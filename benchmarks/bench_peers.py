@@ -15,8 +15,9 @@ Systems: ours in float32, --precision=mixed_bfloat16 and float32 with
 --jit_compile (training, `ours_xla`) and its float32, XLA
 (--export_jit_compile, `ours_xla`), float32 TF Lite and int8 TF Lite
 exports (serving); Hugging Face transformers on PyTorch; ONNX Runtime fp32
-and int8 (dynamic quantisation) on the same HF model exported to ONNX.  A peer whose package is missing is skipped with a
-note (`pip install -r requirements-bench.txt`).
+and int8 (dynamic quantisation) on the same HF model exported to ONNX.  A
+peer whose package is missing is skipped with a note (`pip install -r
+requirements-bench.txt`).
 
 The systems take turns: each of `--rounds` rounds times every system once,
 so a change in the machine's load hits all of them alike.  The table gives

@@ -44,15 +44,15 @@ EXPORT_INFO = "export_info.json"
 
 # XLA compiles once per input shape.  A jit-compiled export pads each request
 # (outside the compiled part) to a power-of-two batch and a power-of-two
-# length of at least data.XLA_MIN_LENGTH: padding with input_mask 0 leaves
-# the real rows' outputs unchanged, and a server then sees a handful of shapes.
-XLA_MIN_LENGTH = data.XLA_MIN_LENGTH
+# length of at least data.XLA_MIN_LENGTH (`data.length_bucket`): padding
+# with input_mask 0 leaves the real rows' outputs unchanged, and a server
+# then sees a handful of shapes.
 
 
 def xla_length_buckets(max_seq_length: int) -> list[int]:
   """The lengths a jit-compiled export runs up to `max_seq_length` tokens
   (what its warm-up requests compile at load time)."""
-  buckets = [XLA_MIN_LENGTH]
+  buckets = [data.XLA_MIN_LENGTH]
   while buckets[-1] < max_seq_length:
     buckets.append(buckets[-1] * 2)
   return buckets

@@ -160,6 +160,14 @@ helpers.run_main({"teacher": run_classifier.main,
 """
 
 
+def run_mirrored(script: str, flags: dict) -> subprocess.CompletedProcess:
+  """One run of `script` ("teacher" or "student") over 2 logical CPUs."""
+  return subprocess.run(
+      [sys.executable, "-c", _MIRRORED_SCRIPT, json.dumps([script, flags])],
+      capture_output=True, text=True, cwd=ROOT, timeout=300,
+      env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
 def test_mirrored_over_two_cpus_trains_a_teacher_and_students(tmp_path):
   d = str(tmp_path)
   common = {"task_name": "emotion", "vocab_file": helpers.write_vocab(d),
@@ -187,21 +195,15 @@ def test_mirrored_over_two_cpus_trains_a_teacher_and_students(tmp_path):
                "intermediate_losses": "embedding,hidden,attention"}]}
   for script, flags in ([("teacher", runs["teacher"])] +
                         [("student", f) for f in runs["students"]]):
-    result = subprocess.run(
-        [sys.executable, "-c", _MIRRORED_SCRIPT, json.dumps([script, flags])],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
-        env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = run_mirrored(script, flags)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "batch size 8 over 2 replicas" in result.stderr
     assert ("compiled by XLA" in result.stderr) == ("jit_compile" in flags)
   for name, steps in (("teacher", 24), ("cached", 12), ("tinybert", 12)):
     assert results(os.path.join(d, name))["global_step"] == steps, name
   # XLA with the teacher in the step over two replicas: one line at once.
-  refused = subprocess.run(
-      [sys.executable, "-c", _MIRRORED_SCRIPT, json.dumps(["student", {
-          **student, "output_dir": f"{d}/online_jit", "jit_compile": True}])],
-      capture_output=True, text=True, cwd=ROOT, timeout=300,
-      env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  refused = run_mirrored("student", {**student, "jit_compile": True,
+                                     "output_dir": f"{d}/online_jit"})
   assert refused.returncode != 0
   assert ("--jit_compile over 2 replicas needs --cache_teacher_logits"
           in refused.stderr), refused.stderr[-3000:]
