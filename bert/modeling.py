@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
+from bert import fused
 from bert.errors import UserError
 
 
@@ -178,9 +179,12 @@ class LayerNorm(tf.Module):
     self.gamma = tf.Variable(tf.ones([dim]), name=f"{scope}/gamma")
     self.beta = _zeros(f"{scope}/beta", [dim])
 
-  def __call__(self, x: tf.Tensor) -> tf.Tensor:
+  def __call__(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
     """[..., H] -> [..., H] in x's dtype; statistics in float32 (an epsilon
-    of 1e-12 and a variance are beyond bfloat16/float16)."""
+    of 1e-12 and a variance are beyond bfloat16/float16).  Training uses
+    the same maths as one XLA kernel each way (`fused.layer_norm`)."""
+    if training:
+      return fused.layer_norm(x, self.gamma, self.beta, 1e-12)
     x32 = tf.cast(x, tf.float32)
     mean, variance = tf.nn.moments(x32, axes=[-1], keepdims=True)
     y = (x32 - mean) * tf.math.rsqrt(variance + 1e-12) * self.gamma + self.beta
@@ -215,7 +219,8 @@ def dropout_seed(seed: tf.Tensor):
 
 
 def dropout(x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
-  """Inverted dropout; stateless inside `dropout_seed`, stateful outside."""
+  """Inverted dropout; stateless inside `dropout_seed` (`fused.dropout`),
+  stateful outside."""
   if not training or rate == 0.0:
     return x
   if _dropout_seed.seed is None:
@@ -223,7 +228,7 @@ def dropout(x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
   call_seed = tf.random.experimental.stateless_fold_in(
       _dropout_seed.seed, _dropout_seed.calls)
   _dropout_seed.calls += 1
-  return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=call_seed)
+  return fused.dropout(x, rate, call_seed)
 
 
 class _ComputeDtype(threading.local):
@@ -318,9 +323,14 @@ class TransformerLayer(tf.Module):
     context, scores, probs = self.attention(x, mask_adder, batch, seq,
                                             training)
     attended = self.attention_norm(x + dropout(
-        self.attention_output(context), self.dropout_rate, training))
-    y = self.output(self.activation(self.intermediate(attended)))
-    y = self.output_norm(attended + dropout(y, self.dropout_rate, training))
+        self.attention_output(context), self.dropout_rate, training),
+                                   training)
+    # Training runs Google's GELU as one XLA kernel each way.
+    activation = (fused.gelu if training and self.activation is gelu
+                  else self.activation)
+    y = self.output(activation(self.intermediate(attended)))
+    y = self.output_norm(attended + dropout(y, self.dropout_rate, training),
+                         training)
     return y, scores, probs
 
 
@@ -366,7 +376,7 @@ class BertModel(tf.Module):
          tf.gather(self.token_type_embeddings, segment_ids) +
          self.position_embeddings[:seq])  # [S, H], broadcast over B
     # The one place the compute dtype enters: every layer follows x's dtype.
-    x = tf.cast(self.embedding_norm(x), _compute_dtype.dtype)
+    x = tf.cast(self.embedding_norm(x, training), _compute_dtype.dtype)
     return dropout(x, self.config.hidden_dropout_prob, training)
 
   def __call__(self, input_ids: tf.Tensor, input_mask: tf.Tensor | None = None,

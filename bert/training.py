@@ -324,10 +324,12 @@ class Trainer:
 
     With `jit_compile`, XLA compiles the step into a few fused kernels
     instead of running its many small ops one by one: batches are cut to a
-    power-of-two length (`data.trim_batch(bucket=True)`), so it compiles once
-    per length bucket.  With one replica the optimiser's update is compiled
+    power-of-two length (`data.length_bucket`), so it compiles once per
+    length bucket.  With one replica the optimiser's update is compiled
     too; with several, the forward and backward passes only (the gradients'
-    all-reduce runs outside XLA).
+    all-reduce runs outside XLA).  Without it, only the models' element-wise
+    kernels are XLA's (`fused.py`), and batches are cut to a multiple of 16
+    tokens (`data.fused_length_bucket`).
     """
     def gradients(features, seed):
       """Loss, metrics and gradients of one replica (float16's loss scale
@@ -361,7 +363,9 @@ class Trainer:
       update = tf.function(update, jit_compile=True)
 
     def replica_step(features):
-      features = data.trim_batch(features, bucket=self.jit_compile)
+      features = data.trim_batch(
+          features, bucket=(data.length_bucket if self.jit_compile
+                            else data.fused_length_bucket))
       step = self.optimizer.global_step.value()
       replica = tf.distribute.get_replica_context().replica_id_in_sync_group
       stream = (tf.cast(step, tf.int64) * self.strategy.num_replicas_in_sync

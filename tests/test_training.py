@@ -319,17 +319,26 @@ def test_jit_compiled_step_trains_like_the_plain_one(tmp_path):
              for v, i in zip(model.trainable_variables, initial))
 
 
-def test_trim_batch_buckets_lengths_for_xla():
+@pytest.mark.parametrize("bucket,lengths", [
+    (data.length_bucket, (16, 32, 40)),
+    (data.fused_length_bucket, (16, 32, 40))])
+def test_trim_batch_buckets_lengths_for_xla(bucket, lengths):
   mask = np.zeros((2, 40), np.int32)
   mask[0, :5] = 1
   batch = {"input_ids": tf.constant(mask), "input_mask": tf.constant(mask),
            "label_ids": tf.constant([0, 1])}
   assert data.trim_batch(batch)["input_ids"].shape == (2, 5)
-  assert data.trim_batch(batch, bucket=True)["input_ids"].shape == (2, 16)
+  assert data.trim_batch(batch, bucket)["input_ids"].shape == (2, lengths[0])
   mask[1, :17] = 1
   batch["input_mask"] = tf.constant(mask)
-  assert data.trim_batch(batch, bucket=True)["input_mask"].shape == (2, 32)
-  mask[1, :33] = 1  # Past the last power of two: the batch's own width.
+  assert data.trim_batch(batch, bucket)["input_mask"].shape == (2, lengths[1])
+  mask[1, :33] = 1  # Past the last bucket: the batch's own width.
   batch["input_mask"] = tf.constant(mask)
-  assert data.trim_batch(batch, bucket=True)["input_mask"].shape == (2, 40)
-  assert data.trim_batch(batch, bucket=True)["label_ids"].shape == (2,)
+  assert data.trim_batch(batch, bucket)["input_mask"].shape == (2, lengths[2])
+  assert data.trim_batch(batch, bucket)["label_ids"].shape == (2,)
+
+
+def test_fused_length_bucket_is_the_next_multiple_of_16():
+  assert [int(data.fused_length_bucket(tf.constant(n)))
+          for n in (1, 16, 17, 33, 64, 65, 128)] == [16, 16, 32, 48, 64, 80,
+                                                    128]

@@ -1,0 +1,127 @@
+"""The training step's element-wise chains, each one XLA kernel per direction.
+
+Written as plain TensorFlow ops, tanh-GELU, LayerNorm and dropout are chains
+of 5-15 element-wise kernels each way (the autodiff gradient of the GELU
+formula alone is a dozen), every one a pass over a [B*S, 4H] or [B, N, S, S]
+tensor; in bfloat16 these passes cost more than the matmuls (Eigen widens
+bfloat16 to float32 element by element).  Here each forward and each
+hand-written backward is one `tf.function(jit_compile=True)`: XLA fuses it
+into a single loop, while the matmuls stay with TensorFlow's oneDNN kernels
+(XLA's own CPU matmuls are slower, its bfloat16 ones 4-5x slower).  Math in
+float32 inside the kernel, results in the input's dtype.
+
+XLA compiles per input shape (~0.1 s per kernel), so the training step pads
+batches to a multiple of `data.FUSED_LENGTH_MULTIPLE` tokens.  The models
+use these kernels only while training; eval, predict and exports keep the
+plain ops (TF Serving and TF Lite need no XLA, and the inference graph's
+MatMul+BiasAdd+GELU already fuses in oneDNN).
+
+Shapes: any; LayerNorm normalises the last axis.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_A = 0.044715
+
+
+@tf.function(jit_compile=True)
+def _gelu_forward(x):
+  x32 = tf.cast(x, tf.float32)
+  inner = _GELU_C * (x32 + _GELU_A * x32 * x32 * x32)
+  return tf.cast(0.5 * x32 * (1.0 + tf.tanh(inner)), x.dtype)
+
+
+@tf.function(jit_compile=True)
+def _gelu_backward(x, dy):
+  x32 = tf.cast(x, tf.float32)
+  x2 = x32 * x32
+  t = tf.tanh(_GELU_C * (x32 + _GELU_A * x2 * x32))
+  # d/dx 0.5 x (1 + tanh(u)), u = c (x + a x^3).
+  slope = 0.5 * (1.0 + t) + (0.5 * _GELU_C) * x32 * (1.0 - t * t) * (
+      1.0 + 3.0 * _GELU_A * x2)
+  return tf.cast(tf.cast(dy, tf.float32) * slope, dy.dtype)
+
+
+@tf.custom_gradient
+def gelu(x: tf.Tensor):
+  """Google's tanh-approximation GELU: x -> x's shape and dtype."""
+  return _gelu_forward(x), lambda dy: _gelu_backward(x, dy)
+
+
+@tf.function(jit_compile=True)
+def _layer_norm_forward(x, gamma, beta, epsilon):
+  x32 = tf.cast(x, tf.float32)
+  mean = tf.reduce_mean(x32, -1, keepdims=True)
+  centred = x32 - mean
+  inv_std = tf.math.rsqrt(
+      tf.reduce_mean(centred * centred, -1, keepdims=True) + epsilon)
+  normed = centred * inv_std
+  return tf.cast(normed * gamma + beta, x.dtype), normed, inv_std
+
+
+@tf.function(jit_compile=True)
+def _layer_norm_backward(dy, normed, inv_std, gamma):
+  dy32 = tf.cast(dy, tf.float32)
+  leading = list(range(len(dy.shape) - 1))
+  d_gamma = tf.reduce_sum(dy32 * normed, leading)
+  d_beta = tf.reduce_sum(dy32, leading)
+  d_normed = dy32 * gamma
+  dx = inv_std * (d_normed - tf.reduce_mean(d_normed, -1, keepdims=True) -
+                  normed * tf.reduce_mean(d_normed * normed, -1,
+                                          keepdims=True))
+  return tf.cast(dx, dy.dtype), d_gamma, d_beta
+
+
+def layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor,
+               epsilon: float) -> tf.Tensor:
+  """x [..., H] in any float dtype, float32 gamma/beta [H] -> [..., H] in
+  x's dtype; statistics in float32."""
+
+  @tf.custom_gradient
+  def norm(x, gamma, beta):
+    y, normed, inv_std = _layer_norm_forward(x, gamma, beta, epsilon)
+    return y, lambda dy: _layer_norm_backward(dy, normed, inv_std, gamma)
+
+  return norm(x, gamma, beta)
+
+
+def _random_uint16(shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """Stateless uniform uint16 of `shape`: half the Philox words a float per
+  element costs (random numbers were a tenth of the step)."""
+  size = tf.reduce_prod(shape)
+  words = tf.random.stateless_uniform([(size + 1) // 2], seed, minval=None,
+                                      maxval=None, dtype=tf.uint32)
+  return tf.reshape(tf.reshape(tf.bitcast(words, tf.uint16), [-1])[:size],
+                    shape)
+
+
+def _threshold(rate: float) -> int:
+  return min(round(rate * 65536), 65535)
+
+
+@tf.function(jit_compile=True)
+def _dropout_apply(x, bits, rate):
+  kept = bits >= tf.constant(_threshold(rate), tf.uint16)
+  return tf.where(kept, x * tf.cast(1.0 / (1.0 - rate), x.dtype),
+                  tf.zeros_like(x))
+
+
+def dropout(x: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
+  """Inverted dropout, a pure function of `seed` ([2] int): an element is
+  dropped when its 16-bit random number is below rate * 65536 (the rate to
+  within 2^-17), the rest are scaled by 1 / (1 - rate)."""
+  bits = _random_uint16(tf.shape(x), seed)
+
+  @tf.custom_gradient
+  def drop(x):
+    # The backward recomputes the mask from the same bits: a multiply
+    # by the mask's derivative is the same select.
+    return (_dropout_apply(x, bits, rate),
+            lambda dy: _dropout_apply(dy, bits, rate))
+
+  return drop(x)

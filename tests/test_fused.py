@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert import fused, modeling
+from tests import helpers
+
+
+def value_and_grads(fn, *inputs, dy=None):
+  """fn(*inputs), d sum(fn * dy) / d inputs, in float64 numpy."""
+  inputs = [tf.constant(x) for x in inputs]
+  with tf.GradientTape() as tape:
+    tape.watch(inputs)
+    y = fn(*inputs)
+    weighted = y * (tf.cast(dy, y.dtype) if dy is not None else 1)
+  grads = tape.gradient(weighted, inputs)
+  return (np.asarray(tf.cast(y, tf.float64)),
+          [np.asarray(tf.cast(g, tf.float64)) for g in grads])
+
+
+def test_gelu_matches_numpy_and_autodiff():
+  x = np.linspace(-6, 6, 1200).astype(np.float32).reshape(3, 400)
+  dy = np.random.default_rng(0).normal(size=x.shape).astype(np.float32)
+  y, (dx,) = value_and_grads(fused.gelu, x, dy=dy)
+  np.testing.assert_allclose(y, helpers._gelu_tanh(x.astype(np.float64)),
+                             atol=1e-6)
+  # The hand-written backward against TF's autodiff of the formula.
+  _, (reference_dx,) = value_and_grads(modeling.gelu, x, dy=dy)
+  np.testing.assert_allclose(dx, reference_dx, atol=1e-5)
+  # bfloat16 in, bfloat16 out, float32 inside.
+  y16 = fused.gelu(tf.constant(x, tf.bfloat16))
+  assert y16.dtype == tf.bfloat16
+  np.testing.assert_allclose(tf.cast(y16, tf.float32), y, atol=0.05)
+
+
+@pytest.mark.parametrize("shape", [(5, 8), (2, 3, 8)])
+def test_layer_norm_matches_numpy_and_autodiff(shape):
+  rng = np.random.default_rng(1)
+  x = (rng.normal(size=shape) * 3 + 1).astype(np.float32)
+  gamma = rng.normal(size=shape[-1:]).astype(np.float32)
+  beta = rng.normal(size=shape[-1:]).astype(np.float32)
+  dy = rng.normal(size=shape).astype(np.float32)
+  y, grads = value_and_grads(
+      lambda x, g, b: fused.layer_norm(x, g, b, 1e-12), x, gamma, beta, dy=dy)
+  np.testing.assert_allclose(y, helpers._layer_norm(x, gamma, beta),
+                             atol=1e-5)
+
+  def plain(x, g, b):  # modeling.LayerNorm's inference maths.
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    return (x - mean) * tf.math.rsqrt(variance + 1e-12) * g + b
+
+  _, reference = value_and_grads(plain, x, gamma, beta, dy=dy)
+  for ours, ref in zip(grads, reference):
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+
+
+def test_dropout_is_a_seeded_scaled_mask_with_the_same_gradient():
+  x = tf.ones([20000])
+  seed = tf.constant([3, 4], tf.int64)
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    y = fused.dropout(x, 0.1, seed)
+  dx = tape.gradient(y, x).numpy()
+  y = y.numpy()
+  assert set(np.unique(y)) == {0.0, np.float32(1 / 0.9)}
+  assert 0.08 < (y == 0).mean() < 0.12
+  np.testing.assert_array_equal(dx, y)  # d(x * mask / 0.9) / dx.
+  np.testing.assert_array_equal(fused.dropout(x, 0.1, seed), y)
+  other = fused.dropout(x, 0.1, tf.constant([3, 5], tf.int64)).numpy()
+  assert (other != y).any()
+  # An odd size, several axes, bfloat16: the mask covers every element.
+  z = fused.dropout(tf.ones([3, 5, 7], tf.bfloat16), 0.5, seed)
+  assert z.shape == (3, 5, 7) and z.dtype == tf.bfloat16
+  assert 0 < int(tf.reduce_sum(tf.cast(z == 0, tf.int32))) < 105
+
+
+def test_training_model_matches_inference_model_without_dropout():
+  """The fused kernels (training) against the plain ops (inference): same
+  outputs and the same gradients for every variable."""
+  config = modeling.BertConfig.from_dict({
+      **helpers.TINY_CONFIG, "hidden_dropout_prob": 0.0,
+      "attention_probs_dropout_prob": 0.0})
+  model = modeling.BertModel(config)
+  ids = tf.constant([[2, 5, 6, 7, 3, 0], [2, 10, 3, 14, 15, 3]])
+  mask = tf.cast(ids > 0, tf.int32)
+
+  def run(training):
+    with tf.GradientTape() as tape:
+      out = model(ids, mask, training=training)
+      loss = tf.reduce_sum(out.sequence_output * tf.range(
+          config.hidden_size, dtype=tf.float32)) + tf.reduce_sum(
+              out.pooled_output)
+    grads = tape.gradient(loss, model.trainable_variables)
+    return out.sequence_output, [tf.convert_to_tensor(g) for g in grads]
+
+  fused_output, fused_grads = run(True)
+  plain_output, plain_grads = run(False)
+  np.testing.assert_allclose(fused_output, plain_output, atol=1e-5)
+  for v, f, p in zip(model.trainable_variables, fused_grads, plain_grads):
+    np.testing.assert_allclose(f, p, rtol=1e-5, atol=1e-4, err_msg=v.name)
