@@ -89,7 +89,8 @@ def test_training_model_matches_inference_model_without_dropout():
       out = model(ids, mask, training=training)
       loss = tf.reduce_sum(out.sequence_output * tf.range(
           config.hidden_size, dtype=tf.float32)) + tf.reduce_sum(
-              out.pooled_output)
+              out.pooled_output) + tf.reduce_sum(
+                  out.attention_scores[0] * out.attention_probs[1])
     grads = tape.gradient(loss, model.trainable_variables)
     return out.sequence_output, [tf.convert_to_tensor(g) for g in grads]
 
@@ -98,3 +99,28 @@ def test_training_model_matches_inference_model_without_dropout():
   np.testing.assert_allclose(fused_output, plain_output, atol=1e-5)
   for v, f, p in zip(model.trainable_variables, fused_grads, plain_grads):
     np.testing.assert_allclose(f, p, rtol=1e-5, atol=1e-4, err_msg=v.name)
+
+
+def test_gradients_inside_tf_cond():
+  """TinyBERT switches stages with tf.cond: the backward kernels must find
+  their forward tensors inside a branch."""
+  model = modeling.BertModel(modeling.BertConfig.from_dict(helpers.TINY_CONFIG))
+  ids = tf.constant([[2, 5, 6, 7, 3, 0], [2, 10, 3, 14, 15, 3]])
+
+  def loss():
+    with modeling.dropout_seed(tf.constant([1, 2], tf.int64)):
+      out = model(ids, tf.cast(ids > 0, tf.int32), training=True)
+    return (tf.reduce_sum(out.sequence_output ** 2) +
+            tf.reduce_sum(out.pooled_output) +
+            tf.reduce_sum(out.attention_scores[0] * out.attention_probs[1]))
+
+  @tf.function
+  def grads(use_cond):
+    with tf.GradientTape() as tape:
+      value = (tf.cond(tf.constant(True), loss, lambda: 0.0) if use_cond
+               else loss())
+    return [tf.convert_to_tensor(g)
+            for g in tape.gradient(value, model.trainable_variables)]
+
+  for in_cond, plain in zip(grads(True), grads(False)):
+    np.testing.assert_allclose(in_cond, plain, rtol=1e-5, atol=1e-5)
