@@ -286,11 +286,14 @@ class Attention(tf.Module):
     # instead of four transposes per layer to [B, N, S, D] and back (at
     # batch 1 each cost ~95 us in oneDNN; the einsums take most of that
     # back: 1.03-1.07x faster at batch 1, training the same; see README).
-    q = tf.reshape(self.query(x), heads)
+    # Google scales the [B, N, S, S] scores; scaling q ([B, S, H]) is the
+    # same product with S/D times fewer multiplies (bit-equal when D is a
+    # power of four, as BERT's 64: the scale is then a power of two).
+    q = tf.reshape(self.query(x) * tf.cast(1.0 / math.sqrt(self.head_size),
+                                           x.dtype), heads)
     k = tf.reshape(self.key(x), heads)
     v = tf.reshape(self.value(x), heads)
-    scores = tf.einsum("bsnd,btnd->bnst", q, k) * tf.cast(
-        1.0 / math.sqrt(self.head_size), x.dtype)
+    scores = tf.einsum("bsnd,btnd->bnst", q, k)
     # float32: -10000 + a score, and the softmax's sums, need its precision.
     scores = tf.cast(scores, tf.float32) + mask_adder
     probs = tf.cast(tf.nn.softmax(scores), x.dtype)
