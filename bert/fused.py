@@ -66,27 +66,35 @@ def gelu(x: tf.Tensor):
   return _gelu_forward(x), lambda dy: _gelu_backward(*_captured(x), dy)
 
 
-@tf.function(jit_compile=True)
-def _layer_norm_forward(x, gamma, beta, epsilon):
-  x32 = tf.cast(x, tf.float32)
-  mean = tf.reduce_mean(x32, -1, keepdims=True)
-  centred = x32 - mean
+def _normalize(x32, epsilon):
+  """float32 [..., H] -> (normed, inv_std [..., 1])."""
+  centred = x32 - tf.reduce_mean(x32, -1, keepdims=True)
   inv_std = tf.math.rsqrt(
       tf.reduce_mean(centred * centred, -1, keepdims=True) + epsilon)
-  normed = centred * inv_std
+  return centred * inv_std, inv_std
+
+
+def _normalize_backward(dy, normed, inv_std, gamma):
+  """-> (d input, d gamma, d beta), all float32."""
+  dy32 = tf.cast(dy, tf.float32)
+  leading = list(range(len(dy.shape) - 1))
+  d_normed = dy32 * gamma
+  dx = inv_std * (d_normed - tf.reduce_mean(d_normed, -1, keepdims=True) -
+                  normed * tf.reduce_mean(d_normed * normed, -1,
+                                          keepdims=True))
+  return (dx, tf.reduce_sum(dy32 * normed, leading),
+          tf.reduce_sum(dy32, leading))
+
+
+@tf.function(jit_compile=True)
+def _layer_norm_forward(x, gamma, beta, epsilon):
+  normed, inv_std = _normalize(tf.cast(x, tf.float32), epsilon)
   return tf.cast(normed * gamma + beta, x.dtype), normed, inv_std
 
 
 @tf.function(jit_compile=True)
 def _layer_norm_backward(dy, normed, inv_std, gamma):
-  dy32 = tf.cast(dy, tf.float32)
-  leading = list(range(len(dy.shape) - 1))
-  d_gamma = tf.reduce_sum(dy32 * normed, leading)
-  d_beta = tf.reduce_sum(dy32, leading)
-  d_normed = dy32 * gamma
-  dx = inv_std * (d_normed - tf.reduce_mean(d_normed, -1, keepdims=True) -
-                  normed * tf.reduce_mean(d_normed * normed, -1,
-                                          keepdims=True))
+  dx, d_gamma, d_beta = _normalize_backward(dy, normed, inv_std, gamma)
   return tf.cast(dx, dy.dtype), d_gamma, d_beta
 
 
@@ -118,11 +126,13 @@ def _threshold(rate: float) -> int:
   return min(round(rate * 65536), 65535)
 
 
-@tf.function(jit_compile=True)
-def _dropout_apply(x, bits, rate):
+def _drop(x, bits, rate: float):
   kept = bits >= tf.constant(_threshold(rate), tf.uint16)
   return tf.where(kept, x * tf.cast(1.0 / (1.0 - rate), x.dtype),
                   tf.zeros_like(x))
+
+
+_dropout_apply = tf.function(_drop, jit_compile=True)
 
 
 def dropout(x: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
@@ -138,3 +148,40 @@ def dropout(x: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
             lambda dy: _dropout_apply(dy, *_captured(bits), rate))
 
   return drop(x)
+
+
+@tf.function(jit_compile=True)
+def _residual_norm_forward(y, residual, bits, gamma, beta, epsilon, rate):
+  summed = (tf.cast(residual, tf.float32) +
+            tf.cast(_drop(y, bits, rate), tf.float32))
+  normed, inv_std = _normalize(summed, epsilon)
+  return tf.cast(normed * gamma + beta, residual.dtype), normed, inv_std
+
+
+@tf.function(jit_compile=True)
+def _residual_norm_backward(dy, normed, inv_std, gamma, bits, rate):
+  d_sum, d_gamma, d_beta = _normalize_backward(dy, normed, inv_std, gamma)
+  return (tf.cast(_drop(d_sum, bits, rate), dy.dtype),
+          tf.cast(d_sum, dy.dtype), d_gamma, d_beta)
+
+
+def dropout_add_layer_norm(y: tf.Tensor, residual: tf.Tensor,
+                           gamma: tf.Tensor, beta: tf.Tensor, epsilon: float,
+                           rate: float, seed: tf.Tensor) -> tf.Tensor:
+  """LayerNorm(residual + dropout(y)), a transformer layer's residual
+  connection, as one kernel each way: y, residual [..., H] in one float
+  dtype, float32 gamma/beta [H] -> [..., H] in residual's dtype.  The same
+  mask as `dropout(y, rate, seed)`; the sum is taken in float32."""
+  bits = _random_uint16(tf.shape(y), seed)
+
+  @tf.custom_gradient
+  def norm(y, residual, gamma, beta):
+    out, normed, inv_std = _residual_norm_forward(
+        y, residual, bits, gamma, beta, epsilon, rate)
+
+    def grad(d_out):
+      return _residual_norm_backward(
+          d_out, *_captured(normed, inv_std, gamma, bits), rate)
+    return out, grad
+
+  return norm(y, residual, gamma, beta)

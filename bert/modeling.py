@@ -190,6 +190,16 @@ class LayerNorm(tf.Module):
     y = (x32 - mean) * tf.math.rsqrt(variance + 1e-12) * self.gamma + self.beta
     return tf.cast(y, x.dtype)
 
+  def add_and_norm(self, residual: tf.Tensor, y: tf.Tensor,
+                   dropout_rate: float, training: bool) -> tf.Tensor:
+    """LayerNorm(residual + dropout(y)), both [..., H]: a residual
+    connection.  In the training step, one XLA kernel each way."""
+    seed = _next_dropout_seed() if training and dropout_rate else None
+    if seed is None:
+      return self(residual + dropout(y, dropout_rate, training), training)
+    return fused.dropout_add_layer_norm(y, residual, self.gamma, self.beta,
+                                        1e-12, dropout_rate, seed)
+
 
 class _DropoutSeed(threading.local):
   """The seed of the training step being traced, per replica thread
@@ -218,17 +228,25 @@ def dropout_seed(seed: tf.Tensor):
     _dropout_seed.seed, _dropout_seed.calls = saved
 
 
+def _next_dropout_seed() -> tf.Tensor | None:
+  """The next dropout call's seed inside `dropout_seed`, else None."""
+  if _dropout_seed.seed is None:
+    return None
+  call_seed = tf.random.experimental.stateless_fold_in(
+      _dropout_seed.seed, _dropout_seed.calls)
+  _dropout_seed.calls += 1
+  return call_seed
+
+
 def dropout(x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
   """Inverted dropout; stateless inside `dropout_seed` (`fused.dropout`),
   stateful outside."""
   if not training or rate == 0.0:
     return x
-  if _dropout_seed.seed is None:
+  seed = _next_dropout_seed()
+  if seed is None:
     return tf.nn.dropout(x, rate=rate)
-  call_seed = tf.random.experimental.stateless_fold_in(
-      _dropout_seed.seed, _dropout_seed.calls)
-  _dropout_seed.calls += 1
-  return fused.dropout(x, rate, call_seed)
+  return fused.dropout(x, rate, seed)
 
 
 class _ComputeDtype(threading.local):
@@ -325,15 +343,14 @@ class TransformerLayer(tf.Module):
     """x [B*S, H] -> (y [B*S, H], scores, probs [B, N, S, S])."""
     context, scores, probs = self.attention(x, mask_adder, batch, seq,
                                             training)
-    attended = self.attention_norm(x + dropout(
-        self.attention_output(context), self.dropout_rate, training),
-                                   training)
+    attended = self.attention_norm.add_and_norm(
+        x, self.attention_output(context), self.dropout_rate, training)
     # Training runs Google's GELU as one XLA kernel each way.
     activation = (fused.gelu if training and self.activation is gelu
                   else self.activation)
     y = self.output(activation(self.intermediate(attended)))
-    y = self.output_norm(attended + dropout(y, self.dropout_rate, training),
-                         training)
+    y = self.output_norm.add_and_norm(attended, y, self.dropout_rate,
+                                      training)
     return y, scores, probs
 
 

@@ -74,6 +74,30 @@ def test_dropout_is_a_seeded_scaled_mask_with_the_same_gradient():
   assert 0 < int(tf.reduce_sum(tf.cast(z == 0, tf.int32))) < 105
 
 
+def test_dropout_add_layer_norm_is_the_composition():
+  rng = np.random.default_rng(3)
+  y, residual, dy = (rng.normal(size=(2, 5, 8)).astype(np.float32)
+                     for _ in range(3))
+  gamma = rng.normal(size=8).astype(np.float32)
+  beta = rng.normal(size=8).astype(np.float32)
+  seed = tf.constant([5, 6], tf.int64)
+
+  def composed(y, residual, g, b):
+    return fused.layer_norm(residual + fused.dropout(y, 0.3, seed), g, b,
+                            1e-12)
+
+  ours, grads = value_and_grads(
+      lambda y, r, g, b: fused.dropout_add_layer_norm(y, r, g, b, 1e-12, 0.3,
+                                                      seed),
+      y, residual, gamma, beta, dy=dy)
+  reference, reference_grads = value_and_grads(composed, y, residual, gamma,
+                                               beta, dy=dy)
+  np.testing.assert_allclose(ours, reference, atol=1e-5)
+  for g, r in zip(grads, reference_grads):
+    np.testing.assert_allclose(g, r, atol=1e-4)
+  assert (grads[0] == 0).mean() > 0.1  # The mask reached y's gradient.
+
+
 def test_training_model_matches_inference_model_without_dropout():
   """The fused kernels (training) against the plain ops (inference): same
   outputs and the same gradients for every variable."""
