@@ -1,0 +1,137 @@
+"""Benchmark: the training step with and without `bert/fused.py`'s kernels.
+
+Both steps live in one process and take turns (interleaved rounds), so a
+change in the machine's load hits both alike.  The plain step is the same
+`training.Trainer` step with the plain TensorFlow ops patched back in while
+it is traced: tanh GELU, `tf.nn.moments` LayerNorm, the residual's add,
+`tf.nn.experimental.stateless_dropout` and Adam's per-op update.  Random
+weights, sequences of `--seq_length` real tokens.
+
+  python benchmarks/bench_fused.py --precision=mixed_bfloat16
+  python benchmarks/bench_fused.py --layers=3 --batch=16 --seq_length=64 \
+      --jit_compile          # the quickstart teacher's step
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("precision", "float32",
+                  ["float32", "mixed_bfloat16", "mixed_float16"],
+                  "The step's precision.")
+flags.DEFINE_integer("layers", 4, "Encoder layers.")
+flags.DEFINE_integer("hidden", 256, "Hidden size (heads of 64).")
+flags.DEFINE_integer("batch", 32, "Training batch size.")
+flags.DEFINE_integer("seq_length", 128, "Tokens per example, all real.")
+flags.DEFINE_bool("jit_compile", False, "Both steps compiled whole by XLA.")
+flags.DEFINE_integer("rounds", 5, "Interleaved rounds.")
+flags.DEFINE_integer("steps", 6, "Timed steps per round and step.")
+
+
+@contextlib.contextmanager
+def plain_ops():
+  """While tracing: the ops the training step ran before `fused.py`."""
+  import tensorflow as tf
+  from bert import fused, modeling, optimization
+
+  def layer_norm(x, gamma, beta, epsilon):
+    x32 = tf.cast(x, tf.float32)
+    mean, variance = tf.nn.moments(x32, axes=[-1], keepdims=True)
+    return tf.cast((x32 - mean) * tf.math.rsqrt(variance + epsilon) * gamma
+                   + beta, x.dtype)
+
+  def add_and_norm(self, residual, y, dropout_rate, training):
+    return self(residual + modeling.dropout(y, dropout_rate, training),
+                training)
+
+  patches = [
+      (fused, "gelu", modeling.gelu), (fused, "layer_norm", layer_norm),
+      (fused, "dropout", lambda x, rate, seed:
+       tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed)),
+      (modeling.LayerNorm, "add_and_norm", add_and_norm),
+      (optimization, "_adam_step", optimization._adam_step.python_function)]
+  saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+  for owner, name, value in patches:
+    setattr(owner, name, value)
+  try:
+    yield
+  finally:
+    for owner, name, value in saved:
+      setattr(owner, name, value)
+
+
+def make_step(work_dir: str, name: str):
+  """A Trainer step for a fresh model -> a function running one step."""
+  import numpy as np
+  import tensorflow as tf
+  from bert import modeling, training
+
+  config = modeling.sized_config(4000, FLAGS.layers, FLAGS.hidden)
+  model = modeling.BertClassifier(config, num_labels=2)
+  rng = np.random.default_rng(0)
+  batch, seq = FLAGS.batch, FLAGS.seq_length
+  features = {"input_ids": rng.integers(5, 4000, (batch, seq)),
+              "input_mask": np.ones((batch, seq)),
+              "segment_ids": np.zeros((batch, seq)),
+              "label_ids": rng.integers(0, 2, batch)}
+  dataset = tf.data.Dataset.from_tensors(
+      {k: tf.constant(v, tf.int32) for k, v in features.items()}).repeat()
+
+  def loss_fn(f, is_training, step):
+    del step
+    logits = model(f["input_ids"], f["input_mask"], f["segment_ids"],
+                   training=is_training)
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        f["label_ids"], logits)), {}
+
+  strategy = tf.distribute.get_strategy()
+  trainer = training.Trainer(
+      model, loss_fn, strategy=strategy,
+      output_dir=os.path.join(work_dir, name), num_train_steps=10**9,
+      learning_rate=1e-4, precision=FLAGS.precision,
+      jit_compile=FLAGS.jit_compile)
+  step = trainer.make_train_step()
+  iterator = iter(strategy.experimental_distribute_dataset(dataset))
+  return lambda: float(step(iterator)["loss"])
+
+
+def main(argv):
+  del argv
+  from bert.report import call_times  # Each call waits for its work.
+  work_dir = tempfile.mkdtemp(prefix="bench_fused_")
+  steps = {"plain": make_step(work_dir, "plain"),
+           "fused": make_step(work_dir, "fused")}
+  with plain_ops():
+    steps["plain"]()  # Traced (and compiled) with the plain ops.
+  for step in steps.values():
+    call_times(step, 2)
+  ms = {name: [] for name in steps}
+  for _ in range(FLAGS.rounds):
+    for name, step in steps.items():
+      ms[name].append(1e3 * statistics.median(call_times(step, FLAGS.steps)))
+  ratios = [p / f for p, f in zip(ms["plain"], ms["fused"])]
+  print(f"{FLAGS.layers} x {FLAGS.hidden}, batch {FLAGS.batch}, "
+        f"{FLAGS.seq_length} tokens, {FLAGS.precision}, jit_compile "
+        f"{FLAGS.jit_compile}, {FLAGS.rounds} rounds of {FLAGS.steps} steps")
+  print("| step | ms (median of rounds) | examples/s |")
+  print("|---|---|---|")
+  for name, values in ms.items():
+    median = statistics.median(values)
+    print(f"| {name} | {median:.0f} | {FLAGS.batch / median * 1e3:.1f} |")
+  print(f"fused is {statistics.median(ratios):.2f}x plain "
+        f"({min(ratios):.2f}-{max(ratios):.2f} over the rounds)")
+
+
+if __name__ == "__main__":
+  app.run(main)
