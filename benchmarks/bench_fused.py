@@ -26,6 +26,8 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags  # noqa: E402
 
+import runs  # noqa: E402  benchmarks/runs.py, beside this file.
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("precision", "float32",
                   ["float32", "mixed_bfloat16", "mixed_float16"],
@@ -73,37 +75,12 @@ def plain_ops():
 
 def make_step(work_dir: str, name: str):
   """A Trainer step for a fresh model -> a function running one step."""
-  import numpy as np
-  import tensorflow as tf
-  from bert import modeling, training
-
-  config = modeling.sized_config(4000, FLAGS.layers, FLAGS.hidden)
-  model = modeling.BertClassifier(config, num_labels=2)
-  rng = np.random.default_rng(0)
-  batch, seq = FLAGS.batch, FLAGS.seq_length
-  features = {"input_ids": rng.integers(5, 4000, (batch, seq)),
-              "input_mask": np.ones((batch, seq)),
-              "segment_ids": np.zeros((batch, seq)),
-              "label_ids": rng.integers(0, 2, batch)}
-  dataset = tf.data.Dataset.from_tensors(
-      {k: tf.constant(v, tf.int32) for k, v in features.items()}).repeat()
-
-  def loss_fn(f, is_training, step):
-    del step
-    logits = model(f["input_ids"], f["input_mask"], f["segment_ids"],
-                   training=is_training)
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        f["label_ids"], logits)), {}
-
-  strategy = tf.distribute.get_strategy()
-  trainer = training.Trainer(
-      model, loss_fn, strategy=strategy,
-      output_dir=os.path.join(work_dir, name), num_train_steps=10**9,
-      learning_rate=1e-4, precision=FLAGS.precision,
-      jit_compile=FLAGS.jit_compile)
-  step = trainer.make_train_step()
-  iterator = iter(strategy.experimental_distribute_dataset(dataset))
-  return lambda: float(step(iterator)["loss"])
+  from bert import modeling
+  model = modeling.BertClassifier(
+      modeling.sized_config(4000, FLAGS.layers, FLAGS.hidden), num_labels=2)
+  return runs.synthetic_train_step(
+      model, 4000, FLAGS.batch, FLAGS.seq_length,
+      os.path.join(work_dir, name), FLAGS.precision, FLAGS.jit_compile)
 
 
 def main(argv):

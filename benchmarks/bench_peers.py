@@ -100,41 +100,19 @@ def serving_calls(path: str, shape: dict) -> dict:
 
 def ours(shape: dict, work_dir: str, precision: str,
          jit_compile: bool = False) -> dict:
-  import numpy as np
-  import tensorflow as tf
-  from bert import modeling, training
+  from bert import modeling
 
   config = bert_config(shape)
   model = modeling.BertClassifier(config, num_labels=2)
-  batch, seq = FLAGS.train_batch, FLAGS.seq_length
-  rng = np.random.default_rng(0)
-  features = {"input_ids": rng.integers(5, shape["vocab"], (batch, seq)),
-              "input_mask": np.ones((batch, seq)),
-              "segment_ids": np.zeros((batch, seq)),
-              "label_ids": rng.integers(0, 2, batch)}
-  dataset = tf.data.Dataset.from_tensors(
-      {k: tf.constant(v, tf.int32) for k, v in features.items()}).repeat()
-
-  def loss_fn(f, is_training, step):
-    del step
-    logits = model(f["input_ids"], f["input_mask"], f["segment_ids"],
-                   training=is_training)
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        f["label_ids"], logits)), {}
-
-  strategy = tf.distribute.get_strategy()
-  trainer = training.Trainer(
-      model, loss_fn, strategy=strategy,
-      output_dir=os.path.join(work_dir, f"train_{precision}_{jit_compile}"),
-      num_train_steps=10**9, learning_rate=1e-4, precision=precision,
-      jit_compile=jit_compile)
-  step = trainer.make_train_step()
-  iterator = iter(strategy.experimental_distribute_dataset(dataset))
-  out = {"train": lambda: float(step(iterator)["loss"])}
+  out = {"train": runs.synthetic_train_step(
+      model, shape["vocab"], FLAGS.train_batch, FLAGS.seq_length,
+      os.path.join(work_dir, f"train_{precision}_{jit_compile}"), precision,
+      jit_compile)}
   if precision != "float32" or jit_compile:
     return out
   return {**out, **serving_calls(
-      runs.export_synthetic(model, config, work_dir, seq), shape)}
+      runs.export_synthetic(model, config, work_dir, FLAGS.seq_length),
+      shape)}
 
 
 def ours_xla(shape: dict, work_dir: str) -> dict:

@@ -28,6 +28,41 @@ def export_synthetic(model, config, work_dir: str, max_seq_length: int,
       jit_compile=jit_compile)
 
 
+def synthetic_train_step(model, vocab_size: int, batch: int, seq: int,
+                         output_dir: str, precision: str = "float32",
+                         jit_compile: bool = False):
+  """`training.Trainer`'s step for a BertClassifier on one fixed batch of
+  `seq` random real tokens (cross-entropy on random labels) -> a function
+  running one step to completion."""
+  import numpy as np
+  import tensorflow as tf
+  from bert import training
+
+  rng = np.random.default_rng(0)
+  features = {"input_ids": rng.integers(5, vocab_size, (batch, seq)),
+              "input_mask": np.ones((batch, seq)),
+              "segment_ids": np.zeros((batch, seq)),
+              "label_ids": rng.integers(0, 2, batch)}
+  dataset = tf.data.Dataset.from_tensors(
+      {k: tf.constant(v, tf.int32) for k, v in features.items()}).repeat()
+
+  def loss_fn(f, is_training, step):
+    del step
+    logits = model(f["input_ids"], f["input_mask"], f["segment_ids"],
+                   training=is_training)
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        f["label_ids"], logits)), {}
+
+  strategy = tf.distribute.get_strategy()
+  trainer = training.Trainer(
+      model, loss_fn, strategy=strategy, output_dir=output_dir,
+      num_train_steps=10**9, learning_rate=1e-4, precision=precision,
+      jit_compile=jit_compile)
+  step = trainer.make_train_step()
+  iterator = iter(strategy.experimental_distribute_dataset(dataset))
+  return lambda: float(step(iterator)["loss"])
+
+
 def read_metrics(output_dir: str) -> dict[str, float]:
   """eval_results.txt of a finished run as {name: value}."""
   with open(os.path.join(output_dir, "eval_results.txt")) as f:
