@@ -1,16 +1,18 @@
 """The training step's element-wise chains, each one XLA kernel per direction.
 
-Written as plain TensorFlow ops, tanh-GELU, LayerNorm and dropout are chains
-of 5-15 element-wise kernels each way (the autodiff gradient of the GELU
-formula alone is a dozen), every one a pass over a [B*S, 4H] or [B, N, S, S]
-tensor; in bfloat16 these passes cost more than the matmuls (Eigen widens
-bfloat16 to float32 element by element).  Here each forward and each
-hand-written backward is one `tf.function(jit_compile=True)`: XLA fuses it
-into a single loop, while the matmuls stay with TensorFlow's oneDNN kernels
-(XLA's own CPU matmuls are slower, its bfloat16 ones 4-5x slower).  Math in
-float32 inside the kernel, results in the input's dtype.  The attention
-softmax stays with oneDNN's kernel: as an XLA kernel each way it measured
-1.4x slower in float32 and no faster in bfloat16 ([32, 4, 128, 128]).
+Written as plain TensorFlow ops, tanh-GELU, LayerNorm, dropout and a
+layer's residual connection are chains of 5-15 element-wise kernels each way
+(the autodiff gradient of the GELU formula alone is a dozen), every one a
+pass over a [B*S, 4H], [B*S, H] or [B, N, S, S] tensor; in bfloat16 these
+passes cost more than the matmuls (Eigen widens bfloat16 to float32 element
+by element).  Here each forward and each hand-written backward is one
+`tf.function(jit_compile=True)`: XLA fuses it into a single loop, while the
+matmuls stay with TensorFlow's oneDNN kernels (XLA's own CPU matmuls are no
+faster in float32 and 4-5x slower in bfloat16).  Math in float32 inside the
+kernel, results in the input's dtype.  Adam's update is fused the same way
+(`optimization._adam_step`).  The attention softmax stays with oneDNN's
+kernel: as an XLA kernel each way it measured 1.4x slower in float32 and no
+faster in bfloat16 ([32, 4, 128, 128]).
 
 XLA compiles per input shape (~0.1 s per kernel), so the training step pads
 batches to a multiple of `data.FUSED_LENGTH_MULTIPLE` tokens.  The models
@@ -114,7 +116,7 @@ def layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor,
 
 def _random_uint16(shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   """Stateless uniform uint16 of `shape`: half the Philox words a float per
-  element costs (random numbers were a tenth of the step)."""
+  element costs (float masks took about 7% of a bfloat16 step)."""
   size = tf.reduce_prod(shape)
   words = tf.random.stateless_uniform([(size + 1) // 2], seed, minval=None,
                                       maxval=None, dtype=tf.uint32)
