@@ -128,9 +128,8 @@ def define_flags() -> None:
                 "in float32.")
   f.DEFINE_bool("jit_compile", False, "Compile the training step with XLA "
                 "(fused kernels instead of many small ops; batches are cut "
-                "to power-of-two lengths, each compiled once). 1.23x faster "
-                "for the quickstart's teacher on 2 CPU cores, measured "
-                "before the step's own fused kernels (README).")
+                "to power-of-two lengths, each compiled once). 1.21x faster "
+                "for the quickstart's teacher on 2 CPU cores.")
   f.DEFINE_bool("use_tpu", False, "Train on the Cloud TPU --tpu_name.")
   f.DEFINE_string("tpu_name", None, "The Cloud TPU (its name, a grpc:// "
                   "address, or 'local' on a TPU VM).")

@@ -79,9 +79,8 @@ LATENCY_RUNS="${QUICKSTART_LATENCY_RUNS:-100}"
 # over seeds 1-3: 81.20% against 80.22%; see README), 1.2x faster a step.
 TEACHER_CONFIG="${QUICKSTART_TEACHER_CONFIG:-configs/teacher_3l_config.json}"
 # Every training step compiled by XLA (--jit_compile): 1.23x faster for the
-# teacher, 1.06x for the students, on 2 CPU cores (measured before the
-# training step's own fused kernels, bert/fused.py, which made the plain
-# step faster too).
+# teacher, 1.06x for the students, on 2 CPU cores; with the fused kernels
+# (bert/fused.py) in both steps, still 1.21x for the teacher's step.
 JIT_COMPILE="${QUICKSTART_JIT_COMPILE:-1}"
 # The plain student needs no teacher, so it trains beside it: one training
 # process leaves part of the two cores idle (TensorFlow's threads wait on each
