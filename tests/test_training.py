@@ -320,21 +320,20 @@ def test_jit_compiled_step_trains_like_the_plain_one(tmp_path):
 
 
 @pytest.mark.parametrize("bucket,lengths", [
-    (data.length_bucket, (16, 32, 40)),
-    (data.fused_length_bucket, (16, 32, 40))])
+    (data.length_bucket, (16, 32, 50, 50)),
+    (data.fused_length_bucket, (16, 32, 48, 50))])
 def test_trim_batch_buckets_lengths_for_xla(bucket, lengths):
-  mask = np.zeros((2, 40), np.int32)
+  mask = np.zeros((2, 50), np.int32)
   mask[0, :5] = 1
   batch = {"input_ids": tf.constant(mask), "input_mask": tf.constant(mask),
            "label_ids": tf.constant([0, 1])}
   assert data.trim_batch(batch)["input_ids"].shape == (2, 5)
   assert data.trim_batch(batch, bucket)["input_ids"].shape == (2, lengths[0])
-  mask[1, :17] = 1
-  batch["input_mask"] = tf.constant(mask)
-  assert data.trim_batch(batch, bucket)["input_mask"].shape == (2, lengths[1])
-  mask[1, :33] = 1  # Past the last bucket: the batch's own width.
-  batch["input_mask"] = tf.constant(mask)
-  assert data.trim_batch(batch, bucket)["input_mask"].shape == (2, lengths[2])
+  for row_length, expected in zip((17, 33, 49), lengths[1:]):
+    # 33: 64 (past the batch's width: the width) or 48; 49: the width.
+    mask[1, :row_length] = 1
+    batch["input_mask"] = tf.constant(mask)
+    assert data.trim_batch(batch, bucket)["input_mask"].shape == (2, expected)
   assert data.trim_batch(batch, bucket)["label_ids"].shape == (2,)
 
 
