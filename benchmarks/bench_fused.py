@@ -3,8 +3,9 @@
 Both steps live in one process and take turns (interleaved rounds), so a
 change in the machine's load hits both alike.  The plain step is the same
 `training.Trainer` step with the plain TensorFlow ops patched back in while
-it is traced: tanh GELU, `tf.nn.moments` LayerNorm, the residual's add,
-`tf.nn.experimental.stateless_dropout` and Adam's per-op update.  Random
+it is traced: oneDNN's MatMul+BiasAdd, tanh GELU, `tf.nn.moments`
+LayerNorm, the residual's add, `tf.nn.experimental.stateless_dropout`, the
+attention's einsums over [B, S, N, D] and Adam's per-op update.  Random
 weights, sequences of `--seq_length` real tokens.
 
   python benchmarks/bench_fused.py --precision=mixed_bfloat16
@@ -53,15 +54,21 @@ def plain_ops():
     del training  # LayerNorm's own inference maths, as training ran it.
     return inference_norm(self, x)
 
-  def add_and_norm(self, residual, y, dropout_rate, training):
-    return self(residual + modeling.dropout(y, dropout_rate, training))
+  def add_and_norm(self, residual, dense, x, dropout_rate, training):
+    return self(residual + modeling.dropout(dense(x), dropout_rate,
+                                            training))
+
+  def attention(self, x, mask_adder, batch, seq, training):
+    return self._heads_last(x, mask_adder, batch, seq, training)
 
   patches = [
-      (fused, "gelu", modeling.gelu),
+      (fused, "gelu", lambda x, bias=None: modeling.gelu(x)),
+      (fused, "bias_in_kernels", lambda dtype: False),
       (fused, "dropout", lambda x, rate, seed:
        tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed)),
       (modeling.LayerNorm, "__call__", layer_norm),
       (modeling.LayerNorm, "add_and_norm", add_and_norm),
+      (modeling.Attention, "__call__", attention),
       (optimization, "_adam_step", optimization._adam_step.python_function)]
   saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
   for owner, name, value in patches:

@@ -44,28 +44,109 @@ def _captured(*forward_tensors: tf.Tensor) -> list[tf.Tensor]:
   return [tf.identity(t) for t in forward_tensors]
 
 
-@tf.function(jit_compile=True)
-def _gelu_forward(x):
+def _leading_sum(t32: tf.Tensor) -> tf.Tensor:
+  """[..., N] float32 -> [N]: a bias's gradient."""
+  return tf.reduce_sum(t32, list(range(len(t32.shape) - 1)))
+
+
+def bias_in_kernels(dtype: tf.DType) -> bool:
+  """Whether a training step computing in `dtype` adds its dense layers'
+  biases inside these kernels (`gelu`, `dropout_add_layer_norm`,
+  `split_qkv`) instead of with oneDNN's fused MatMul+BiasAdd.
+
+  Yes in 16 bits: oneDNN's bfloat16 MatMul+BiasAdd took twice its plain
+  matmul's time at [4096, 256] x [256, 1024], and BiasAddGrad is a bfloat16
+  reduction Eigen widens element by element (the 4 x 256 bfloat16 step is
+  ~1.1x faster with the biases in the kernels).  No in float32, where
+  oneDNN's bias is nearly free and the step measured 5-8% slower with it.
+  """
+  return tf.as_dtype(dtype) != tf.float32
+
+
+def _plus_bias(x: tf.Tensor, bias: tf.Tensor | None) -> tf.Tensor:
   x32 = tf.cast(x, tf.float32)
+  return x32 if bias is None else x32 + bias
+
+
+@tf.function(jit_compile=True)
+def _gelu_forward(x, bias=None):
+  x32 = _plus_bias(x, bias)
   inner = _GELU_C * (x32 + _GELU_A * x32 * x32 * x32)
   return tf.cast(0.5 * x32 * (1.0 + tf.tanh(inner)), x.dtype)
 
 
 @tf.function(jit_compile=True)
-def _gelu_backward(x, dy):
-  x32 = tf.cast(x, tf.float32)
+def _gelu_backward(dy, x, bias=None):
+  x32 = _plus_bias(x, bias)
   x2 = x32 * x32
   t = tf.tanh(_GELU_C * (x32 + _GELU_A * x2 * x32))
   # d/dx 0.5 x (1 + tanh(u)), u = c (x + a x^3).
   slope = 0.5 * (1.0 + t) + (0.5 * _GELU_C) * x32 * (1.0 - t * t) * (
       1.0 + 3.0 * _GELU_A * x2)
-  return tf.cast(tf.cast(dy, tf.float32) * slope, dy.dtype)
+  dx32 = tf.cast(dy, tf.float32) * slope
+  if bias is None:
+    return tf.cast(dx32, dy.dtype)
+  return tf.cast(dx32, dy.dtype), _leading_sum(dx32)
 
 
-@tf.custom_gradient
-def gelu(x: tf.Tensor):
-  """Google's tanh-approximation GELU: x -> x's shape and dtype."""
-  return _gelu_forward(x), lambda dy: _gelu_backward(*_captured(x), dy)
+def gelu(x: tf.Tensor, bias: tf.Tensor | None = None) -> tf.Tensor:
+  """Google's tanh-approximation GELU of x (+ bias): x [..., N] in any float
+  dtype, float32 bias [N] -> x's shape and dtype.
+
+  With `bias`, the bias of the dense layer before the GELU is added here
+  rather than by the matmul, and its gradient (otherwise BiasAddGrad) comes
+  out of the GELU's backward pass; see `bias_in_kernels`.
+  """
+  inputs = [x] if bias is None else [x, bias]
+
+  @tf.custom_gradient
+  def act(*inputs):
+    return (_gelu_forward(*inputs),
+            lambda dy: _gelu_backward(dy, *_captured(*inputs)))
+
+  return act(*inputs)
+
+
+@tf.function(jit_compile=True)
+def _split_heads_forward(qkv, bias, num_heads, q_scale):
+  batch, seq = tf.unstack(tf.shape(qkv)[:2])
+  heads = [batch, seq, num_heads, qkv.shape[-1] // (3 * num_heads)]
+  q, k, v = tf.split(tf.cast(qkv, tf.float32) + bias, 3, axis=-1)
+  return [tf.cast(tf.transpose(tf.reshape(t, heads), [0, 2, 1, 3]), qkv.dtype)
+          for t in (q * q_scale, k, v)]
+
+
+@tf.function(jit_compile=True)
+def _split_heads_backward(dq, dk, dv, q_scale):
+  batch, seq = tf.unstack(tf.shape(dq)[::2])
+  rows = [batch, seq, dq.shape[1] * dq.shape[3]]
+  d_qkv = tf.concat(
+      [tf.reshape(tf.transpose(tf.cast(d, tf.float32), [0, 2, 1, 3]), rows)
+       for d in (dq * q_scale, dk, dv)], -1)
+  return tf.cast(d_qkv, dq.dtype), _leading_sum(d_qkv)
+
+
+def split_heads(qkv: tf.Tensor, bias: tf.Tensor, num_heads: int,
+                q_scale: float) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """The query, key and value projections computed as one matmul, `qkv`
+  [B, S, 3H] (any float dtype) plus float32 `bias` [3H] -> q * q_scale, k,
+  v, each [B, N, S, D] (heads-major, for batched matmuls) in qkv's dtype.
+
+  One [H, 3H] matmul instead of three [H, H] ones (and one matmul for the
+  input's gradient instead of three and their sum); the heads-major layout
+  costs nothing here, as XLA writes the outputs in it, and lets oneDNN's
+  batched matmuls run the attention 2x faster than einsums over
+  [B, S, N, D]; the biases are added here, see `bias_in_kernels`.
+  """
+
+  @tf.custom_gradient
+  def split(qkv, bias):
+    return (_split_heads_forward(qkv, bias, num_heads, q_scale),
+            lambda dq, dk, dv: _split_heads_backward(dq, dk, dv, q_scale))
+
+  heads = [qkv.shape[0], num_heads, qkv.shape[1],
+           qkv.shape[-1] // (3 * num_heads)]
+  return tuple(tf.ensure_shape(t, heads) for t in split(qkv, bias))
 
 
 def _normalize(x32, epsilon):
@@ -153,37 +234,44 @@ def dropout(x: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
 
 
 @tf.function(jit_compile=True)
-def _residual_norm_forward(y, residual, bits, gamma, beta, epsilon, rate):
-  summed = (tf.cast(residual, tf.float32) +
-            tf.cast(_drop(y, bits, rate), tf.float32))
+def _residual_norm_forward(y, residual, bits, gamma, beta, epsilon, rate,
+                           bias=None):
+  summed = tf.cast(residual, tf.float32) + _drop(_plus_bias(y, bias), bits,
+                                                 rate)
   normed, inv_std = _normalize(summed, epsilon)
   return tf.cast(normed * gamma + beta, residual.dtype), normed, inv_std
 
 
 @tf.function(jit_compile=True)
-def _residual_norm_backward(dy, normed, inv_std, gamma, bits, rate):
+def _residual_norm_backward(dy, normed, inv_std, gamma, bits, rate,
+                            with_bias: bool):
   d_sum, d_gamma, d_beta = _normalize_backward(dy, normed, inv_std, gamma)
-  return (tf.cast(_drop(d_sum, bits, rate), dy.dtype),
-          tf.cast(d_sum, dy.dtype), d_gamma, d_beta)
+  d_y = _drop(d_sum, bits, rate)
+  grads = [tf.cast(d_y, dy.dtype), tf.cast(d_sum, dy.dtype), d_gamma, d_beta]
+  return grads + [_leading_sum(d_y)] if with_bias else grads
 
 
 def dropout_add_layer_norm(y: tf.Tensor, residual: tf.Tensor,
                            gamma: tf.Tensor, beta: tf.Tensor, epsilon: float,
-                           rate: float, seed: tf.Tensor) -> tf.Tensor:
-  """LayerNorm(residual + dropout(y)), a transformer layer's residual
-  connection, as one kernel each way: y, residual [..., H] in one float
-  dtype, float32 gamma/beta [H] -> [..., H] in residual's dtype.  The same
-  mask as `dropout(y, rate, seed)`; the sum is taken in float32."""
+                           rate: float, seed: tf.Tensor,
+                           bias: tf.Tensor | None = None) -> tf.Tensor:
+  """LayerNorm(residual + dropout(y (+ bias))), a transformer layer's
+  residual connection after its dense layer, as one kernel each way:
+  y, residual [..., H] in one float dtype, float32 gamma/beta/bias [H] ->
+  [..., H] in residual's dtype.  The same mask as `dropout(y, rate, seed)`;
+  the sums are taken in float32.  `bias`: see `bias_in_kernels`."""
   bits = _random_uint16(tf.shape(y), seed)
+  inputs = [y, residual, gamma, beta] + ([] if bias is None else [bias])
 
   @tf.custom_gradient
-  def norm(y, residual, gamma, beta):
+  def norm(*inputs):
     out, normed, inv_std = _residual_norm_forward(
-        y, residual, bits, gamma, beta, epsilon, rate)
+        *inputs[:2], bits, *inputs[2:4], epsilon, rate, *inputs[4:])
 
     def grad(d_out):
       return _residual_norm_backward(
-          d_out, *_captured(normed, inv_std, gamma, bits), rate)
+          d_out, *_captured(normed, inv_std, inputs[2], bits), rate,
+          bias is not None)
     return out, grad
 
-  return norm(y, residual, gamma, beta)
+  return norm(*inputs)

@@ -167,8 +167,19 @@ class Dense(tf.Module):
 
   def __call__(self, x: tf.Tensor) -> tf.Tensor:
     """[..., in] -> [..., out], in x's dtype."""
-    return tf.nn.bias_add(tf.matmul(x, tf.cast(self.kernel, x.dtype)),
-                          tf.cast(self.bias, x.dtype))
+    return tf.nn.bias_add(self.matmul(x), tf.cast(self.bias, x.dtype))
+
+  def matmul(self, x: tf.Tensor) -> tf.Tensor:
+    """[..., in] -> [..., out] without the bias."""
+    return tf.matmul(x, tf.cast(self.kernel, x.dtype))
+
+  def for_kernel(self, x: tf.Tensor, training: bool
+                 ) -> tuple[tf.Tensor, tf.Variable | None]:
+    """x [N, in] -> (x W [N, out], bias) when a fused training kernel is to
+    add the bias (`fused.bias_in_kernels`), else (x W + bias, None)."""
+    if training and fused.bias_in_kernels(x.dtype):
+      return self.matmul(x), self.bias
+    return self(x), None
 
 
 class LayerNorm(tf.Module):
@@ -190,15 +201,18 @@ class LayerNorm(tf.Module):
     y = (x32 - mean) * tf.math.rsqrt(variance + 1e-12) * self.gamma + self.beta
     return tf.cast(y, x.dtype)
 
-  def add_and_norm(self, residual: tf.Tensor, y: tf.Tensor,
+  def add_and_norm(self, residual: tf.Tensor, dense: "Dense", x: tf.Tensor,
                    dropout_rate: float, training: bool) -> tf.Tensor:
-    """LayerNorm(residual + dropout(y)), both [..., H]: a residual
-    connection.  In the training step, one XLA kernel each way."""
+    """LayerNorm(residual + dropout(dense(x))), residual [N, H], x [N, in]:
+    a residual connection.  In the training step, one XLA kernel each way
+    after the bias-less matmul."""
     seed = _next_dropout_seed() if training and dropout_rate else None
     if seed is None:
-      return self(residual + dropout(y, dropout_rate, training), training)
+      return self(residual + dropout(dense(x), dropout_rate, training),
+                  training)
+    y, bias = dense.for_kernel(x, training)
     return fused.dropout_add_layer_norm(y, residual, self.gamma, self.beta,
-                                        1e-12, dropout_rate, seed)
+                                        1e-12, dropout_rate, seed, bias)
 
 
 class _DropoutSeed(threading.local):
@@ -290,6 +304,7 @@ class Attention(tf.Module):
     self.num_heads = config.num_attention_heads
     self.head_size = h // self.num_heads
     self.dropout_rate = config.attention_probs_dropout_prob
+    self._q_scale = 1.0 / math.sqrt(self.head_size)
     self.query = Dense(f"{scope}/query", h, h, std)
     self.key = Dense(f"{scope}/key", h, h, std)
     self.value = Dense(f"{scope}/value", h, h, std)
@@ -299,16 +314,20 @@ class Attention(tf.Module):
     """x [B*S, H], mask_adder [B, 1, 1, S] ->
     (context [B*S, H], scores [B, N, S, S] (masked, pre-softmax),
      probs [B, N, S, S])."""
+    if training:
+      return self._heads_major(x, mask_adder, batch, seq)
+    return self._heads_last(x, mask_adder, batch, seq, training)
+
+  def _heads_last(self, x, mask_adder, batch, seq, training: bool):
+    """Inference: heads stay [B, S, N, D] and einsum contracts them where
+    they are, instead of four transposes per layer to [B, N, S, D] and back
+    (at batch 1 each cost ~95 us in oneDNN; the einsums take most of that
+    back: 1.03-1.07x faster at batch 1; see README)."""
     heads = [batch, seq, self.num_heads, self.head_size]
-    # Heads stay [B, S, N, D] and einsum contracts them where they are,
-    # instead of four transposes per layer to [B, N, S, D] and back (at
-    # batch 1 each cost ~95 us in oneDNN; the einsums take most of that
-    # back: 1.03-1.07x faster at batch 1, training the same; see README).
     # Google scales the [B, N, S, S] scores; scaling q ([B, S, H]) is the
     # same product with S/D times fewer multiplies (bit-equal when D is a
     # power of four, as BERT's 64: the scale is then a power of two).
-    q = tf.reshape(self.query(x) * tf.cast(1.0 / math.sqrt(self.head_size),
-                                           x.dtype), heads)
+    q = tf.reshape(self.query(x) * tf.cast(self._q_scale, x.dtype), heads)
     k = tf.reshape(self.key(x), heads)
     v = tf.reshape(self.value(x), heads)
     scores = tf.einsum("bsnd,btnd->bnst", q, k)
@@ -319,6 +338,25 @@ class Attention(tf.Module):
                         dropout(probs, self.dropout_rate, training), v)
     context = tf.reshape(context, [batch * seq,
                                    self.num_heads * self.head_size])
+    return context, scores, probs
+
+  def _heads_major(self, x, mask_adder, batch, seq):
+    """Training: heads-major [B, N, S, D] and batched matmuls (2x faster
+    than the einsums, forward and backward, at [32, 128, 4, 64]); q, k and
+    v from one matmul (`fused.split_heads`)."""
+    projections = (self.query, self.key, self.value)
+    kernel = tf.concat([tf.cast(d.kernel, x.dtype) for d in projections], 1)
+    qkv = tf.reshape(tf.matmul(x, kernel),
+                     [batch, seq, 3 * self.num_heads * self.head_size])
+    q, k, v = fused.split_heads(
+        qkv, tf.concat([d.bias for d in projections], 0), self.num_heads,
+        self._q_scale)
+    scores = tf.matmul(q, k, transpose_b=True)
+    scores = tf.cast(scores, tf.float32) + mask_adder
+    probs = tf.cast(tf.nn.softmax(scores), x.dtype)
+    context = tf.matmul(dropout(probs, self.dropout_rate, True), v)
+    context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]),
+                         [batch * seq, self.num_heads * self.head_size])
     return context, scores, probs
 
 
@@ -344,13 +382,14 @@ class TransformerLayer(tf.Module):
     context, scores, probs = self.attention(x, mask_adder, batch, seq,
                                             training)
     attended = self.attention_norm.add_and_norm(
-        x, self.attention_output(context), self.dropout_rate, training)
-    # Training runs Google's GELU as one XLA kernel each way.
-    activation = (fused.gelu if training and self.activation is gelu
-                  else self.activation)
-    y = self.output(activation(self.intermediate(attended)))
-    y = self.output_norm.add_and_norm(attended, y, self.dropout_rate,
-                                      training)
+        x, self.attention_output, context, self.dropout_rate, training)
+    if training and self.activation is gelu:
+      # Google's GELU (and the dense layer's bias) in one XLA kernel.
+      hidden = fused.gelu(*self.intermediate.for_kernel(attended, training))
+    else:
+      hidden = self.activation(self.intermediate(attended))
+    y = self.output_norm.add_and_norm(attended, self.output, hidden,
+                                      self.dropout_rate, training)
     return y, scores, probs
 
 

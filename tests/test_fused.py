@@ -33,6 +33,51 @@ def test_gelu_matches_numpy_and_autodiff():
   np.testing.assert_allclose(tf.cast(y16, tf.float32), y, atol=0.05)
 
 
+def test_gelu_with_bias_is_gelu_of_the_sum():
+  rng = np.random.default_rng(5)
+  x = rng.normal(size=(2, 3, 8)).astype(np.float32) * 3
+  bias = rng.normal(size=8).astype(np.float32)
+  dy = rng.normal(size=x.shape).astype(np.float32)
+  y, (dx, d_bias) = value_and_grads(fused.gelu, x, bias, dy=dy)
+  reference, (reference_dx, reference_d_bias) = value_and_grads(
+      lambda x, b: modeling.gelu(x + b), x, bias, dy=dy)
+  np.testing.assert_allclose(y, reference, atol=1e-6)
+  np.testing.assert_allclose(dx, reference_dx, atol=1e-5)
+  np.testing.assert_allclose(d_bias, reference_d_bias, atol=1e-4)
+  assert d_bias.shape == (8,)
+
+
+def test_split_heads_matches_the_plain_projection():
+  rng = np.random.default_rng(6)
+  batch, seq, heads, size = 2, 5, 2, 4
+  width = heads * size
+  qkv = rng.normal(size=(batch, seq, 3 * width)).astype(np.float32)
+  bias = rng.normal(size=3 * width).astype(np.float32)
+  dys = [rng.normal(size=(batch, heads, seq, size)).astype(np.float32)
+         for _ in range(3)]
+
+  def weighted(split):
+    def fn(qkv, bias):
+      return sum(tf.reduce_sum(t * d) for t, d in zip(split(qkv, bias), dys))
+    return fn
+
+  def plain(qkv, bias):
+    q, k, v = tf.split(qkv + bias, 3, axis=-1)
+    return [tf.transpose(tf.reshape(t, [batch, seq, heads, size]),
+                         [0, 2, 1, 3]) for t in (q * 0.5, k, v)]
+
+  def ours(qkv, bias):
+    return fused.split_heads(qkv, bias, heads, 0.5)
+
+  for a, b in zip(ours(qkv, bias), plain(qkv, bias)):
+    assert a.shape == (batch, heads, seq, size)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  _, grads = value_and_grads(weighted(ours), qkv, bias)
+  _, reference = value_and_grads(weighted(plain), qkv, bias)
+  for g, r in zip(grads, reference):
+    np.testing.assert_allclose(g, r, atol=1e-5)
+
+
 @pytest.mark.parametrize("shape", [(5, 8), (2, 3, 8)])
 def test_layer_norm_matches_numpy_and_autodiff(shape):
   rng = np.random.default_rng(1)
@@ -74,31 +119,50 @@ def test_dropout_is_a_seeded_scaled_mask_with_the_same_gradient():
   assert 0 < int(tf.reduce_sum(tf.cast(z == 0, tf.int32))) < 105
 
 
-def test_dropout_add_layer_norm_is_the_composition():
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_dropout_add_layer_norm_is_the_composition(with_bias):
   rng = np.random.default_rng(3)
   y, residual, dy = (rng.normal(size=(2, 5, 8)).astype(np.float32)
                      for _ in range(3))
-  gamma = rng.normal(size=8).astype(np.float32)
-  beta = rng.normal(size=8).astype(np.float32)
+  gamma, beta, bias = (rng.normal(size=8).astype(np.float32)
+                       for _ in range(3))
   seed = tf.constant([5, 6], tf.int64)
 
-  def composed(y, residual, g, b):
+  def composed(y, residual, g, b, *bias):
+    y = y + bias[0] if bias else y
     return fused.layer_norm(residual + fused.dropout(y, 0.3, seed), g, b,
                             1e-12)
 
-  ours, grads = value_and_grads(
-      lambda y, r, g, b: fused.dropout_add_layer_norm(y, r, g, b, 1e-12, 0.3,
-                                                      seed),
-      y, residual, gamma, beta, dy=dy)
-  reference, reference_grads = value_and_grads(composed, y, residual, gamma,
-                                               beta, dy=dy)
-  np.testing.assert_allclose(ours, reference, atol=1e-5)
+  def ours(y, residual, g, b, *bias):
+    return fused.dropout_add_layer_norm(y, residual, g, b, 1e-12, 0.3, seed,
+                                        *bias)
+
+  inputs = [y, residual, gamma, beta] + ([bias] if with_bias else [])
+  out, grads = value_and_grads(ours, *inputs, dy=dy)
+  reference, reference_grads = value_and_grads(composed, *inputs, dy=dy)
+  np.testing.assert_allclose(out, reference, atol=1e-5)
+  assert len(grads) == len(inputs)
   for g, r in zip(grads, reference_grads):
     np.testing.assert_allclose(g, r, atol=1e-4)
   assert (grads[0] == 0).mean() > 0.1  # The mask reached y's gradient.
 
 
-def test_training_model_matches_inference_model_without_dropout():
+@pytest.fixture(params=[False, True], ids=["float32_bias", "bias_in_kernels"])
+def bias_in_kernels(request, monkeypatch):
+  """Both ways of adding the dense layers' biases in training (the second is
+  what 16-bit steps do), compared in float32 where they must agree."""
+  monkeypatch.setattr(fused, "bias_in_kernels", lambda dtype: request.param)
+  return request.param
+
+
+def test_bias_in_kernels_only_for_16_bits():
+  assert not fused.bias_in_kernels(tf.float32)
+  assert fused.bias_in_kernels(tf.bfloat16)
+  assert fused.bias_in_kernels(tf.float16)
+
+
+def test_training_model_matches_inference_model_without_dropout(
+    bias_in_kernels):
   """The fused kernels (training) against the plain ops (inference): same
   outputs and the same gradients for every variable."""
   config = modeling.BertConfig.from_dict({
@@ -125,7 +189,7 @@ def test_training_model_matches_inference_model_without_dropout():
     np.testing.assert_allclose(f, p, rtol=1e-5, atol=1e-4, err_msg=v.name)
 
 
-def test_gradients_inside_tf_cond():
+def test_gradients_inside_tf_cond(bias_in_kernels):
   """TinyBERT switches stages with tf.cond: the backward kernels must find
   their forward tensors inside a branch."""
   model = modeling.BertModel(modeling.BertConfig.from_dict(helpers.TINY_CONFIG))
@@ -148,3 +212,29 @@ def test_gradients_inside_tf_cond():
 
   for in_cond, plain in zip(grads(True), grads(False)):
     np.testing.assert_allclose(in_cond, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_bias_in_kernels_changes_nothing_with_dropout(monkeypatch):
+  """With dropout, the biases added in the kernels or by the matmuls give
+  the same training outputs and gradients (same seeds, same masks)."""
+  model = modeling.BertModel(modeling.BertConfig.from_dict(helpers.TINY_CONFIG))
+  ids = tf.constant([[2, 5, 6, 7, 3, 0], [2, 10, 3, 14, 15, 3]])
+  assert model.config.hidden_dropout_prob > 0
+
+  def run(in_kernels):
+    monkeypatch.setattr(fused, "bias_in_kernels", lambda dtype: in_kernels)
+    with tf.GradientTape() as tape:
+      with modeling.dropout_seed(tf.constant([1, 2], tf.int64)):
+        out = model(ids, tf.cast(ids > 0, tf.int32), training=True)
+      loss = tf.reduce_sum(out.sequence_output ** 2)
+    return out.sequence_output, tape.gradient(loss, model.trainable_variables)
+
+  output, grads = run(True)
+  reference, reference_grads = run(False)
+  np.testing.assert_allclose(output, reference, atol=1e-5)
+  for v, g, r in zip(model.trainable_variables, grads, reference_grads):
+    assert (g is None) == (r is None), v.name  # The unused pooler: None.
+    if g is not None:
+      np.testing.assert_allclose(tf.convert_to_tensor(g),
+                                 tf.convert_to_tensor(r), rtol=1e-5,
+                                 atol=1e-5, err_msg=v.name)
