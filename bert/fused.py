@@ -234,6 +234,43 @@ def dropout(x: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
 
 
 @tf.function(jit_compile=True)
+def _softmax_backward(d_out, probs, bits=None, rate=0.0):
+  d_probs = tf.cast(d_out, tf.float32)
+  if bits is not None:
+    d_probs = _drop(d_probs, bits, rate)
+  p32 = tf.cast(probs, tf.float32)
+  return tf.cast(
+      p32 * (d_probs - tf.reduce_sum(d_probs * p32, -1, keepdims=True)),
+      d_out.dtype)
+
+
+def attention_softmax(scores: tf.Tensor, mask_adder: tf.Tensor,
+                      rate: float = 0.0,
+                      seed: tf.Tensor | None = None) -> tf.Tensor:
+  """dropout(softmax(scores + mask_adder)): scores [B, N, S, S] in any float
+  dtype, float32 mask_adder [B, 1, 1, S] (0 or -10000) -> [B, N, S, S] in
+  scores' dtype; no dropout without `seed`.
+
+  The forward pass is oneDNN's softmax in scores' dtype (the mask's add is
+  exact there for kept positions, and a masked one's exp is 0 either way);
+  the backward pass (dropout's mask, the softmax's gradient, float32 inside)
+  is one XLA kernel instead of seven ops, four of them casts in bfloat16.
+  """
+  bits = None if seed is None else _random_uint16(tf.shape(scores), seed)
+
+  @tf.custom_gradient
+  def softmax(scores):
+    probs = tf.nn.softmax(scores + tf.cast(mask_adder, scores.dtype))
+    if bits is None:
+      return probs, lambda d_out: _softmax_backward(d_out, *_captured(probs))
+    return (_dropout_apply(probs, bits, rate),
+            lambda d_out: _softmax_backward(
+                d_out, *_captured(probs, bits), rate))
+
+  return softmax(scores)
+
+
+@tf.function(jit_compile=True)
 def _residual_norm_forward(y, residual, bits, gamma, beta, epsilon, rate,
                            bias=None):
   summed = tf.cast(residual, tf.float32) + _drop(_plus_bias(y, bias), bits,

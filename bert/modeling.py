@@ -352,12 +352,17 @@ class Attention(tf.Module):
         qkv, tf.concat([d.bias for d in projections], 0), self.num_heads,
         self._q_scale)
     scores = tf.matmul(q, k, transpose_b=True)
-    scores = tf.cast(scores, tf.float32) + mask_adder
-    probs = tf.cast(tf.nn.softmax(scores), x.dtype)
-    context = tf.matmul(dropout(probs, self.dropout_rate, True), v)
+    seed = _next_dropout_seed() if self.dropout_rate else None
+    dropped = fused.attention_softmax(scores, mask_adder, self.dropout_rate,
+                                      seed)
+    if self.dropout_rate and seed is None:  # Outside `dropout_seed`.
+      dropped = tf.nn.dropout(dropped, rate=self.dropout_rate)
+    context = tf.matmul(dropped, v)
     context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]),
                          [batch * seq, self.num_heads * self.head_size])
-    return context, scores, probs
+    # For distillation losses and tests; pruned from the step when unused.
+    scores = tf.cast(scores, tf.float32) + mask_adder
+    return context, scores, tf.cast(tf.nn.softmax(scores), x.dtype)
 
 
 class TransformerLayer(tf.Module):

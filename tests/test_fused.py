@@ -119,6 +119,36 @@ def test_dropout_is_a_seeded_scaled_mask_with_the_same_gradient():
   assert 0 < int(tf.reduce_sum(tf.cast(z == 0, tf.int32))) < 105
 
 
+@pytest.mark.parametrize("rate", [0.0, 0.3])
+def test_attention_softmax_is_softmax_then_dropout(rate):
+  rng = np.random.default_rng(7)
+  scores = rng.normal(size=(2, 3, 5, 5)).astype(np.float32) * 4
+  mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.float32)
+  mask_adder = modeling.attention_mask_adder(tf.constant(mask))
+  dy = rng.normal(size=scores.shape).astype(np.float32)
+  seed = tf.constant([7, 8], tf.int64) if rate else None
+
+  def plain(s):
+    probs = tf.nn.softmax(s + mask_adder)
+    return fused.dropout(probs, rate, seed) if rate else probs
+
+  out, (grad,) = value_and_grads(
+      lambda s: fused.attention_softmax(s, mask_adder, rate, seed), scores,
+      dy=dy)
+  reference, (reference_grad,) = value_and_grads(plain, scores, dy=dy)
+  np.testing.assert_allclose(out, reference, atol=1e-6)
+  np.testing.assert_allclose(grad, reference_grad, atol=1e-5)
+  assert (out[0, :, :, 3:] == 0).all()  # Masked keys get nothing.
+  if rate:
+    assert 0.1 < (out[1] == 0).mean() < 0.5
+  # bfloat16 in, bfloat16 out; rows still sum to ~1 without dropout.
+  probs16 = fused.attention_softmax(tf.constant(scores, tf.bfloat16),
+                                    mask_adder)
+  assert probs16.dtype == tf.bfloat16
+  np.testing.assert_allclose(tf.reduce_sum(tf.cast(probs16, tf.float32), -1),
+                             1.0, atol=0.02)
+
+
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_dropout_add_layer_norm_is_the_composition(with_bias):
   rng = np.random.default_rng(3)
