@@ -10,9 +10,13 @@ by element).  Here each forward and each hand-written backward is one
 matmuls stay with TensorFlow's oneDNN kernels (XLA's own CPU matmuls are no
 faster in float32 and 4-5x slower in bfloat16).  Math in float32 inside the
 kernel, results in the input's dtype.  Adam's update is fused the same way
-(`optimization._adam_step`).  The attention softmax stays with oneDNN's
-kernel: as an XLA kernel each way it measured 1.4x slower in float32 and no
-faster in bfloat16 ([32, 4, 128, 128]).
+(`optimization._adam_step`).  The attention softmax's forward pass stays
+with oneDNN's kernel (as an XLA kernel it measured 1.4x slower in float32
+and no faster in bfloat16 at [32, 4, 128, 128]); its backward pass is one
+kernel here (`attention_softmax`).  `split_heads` turns one [H, 3H]
+projection into heads-major q, k, v for batched matmuls, and in 16-bit steps
+the dense layers' biases are added inside these kernels
+(`bias_in_kernels`).
 
 XLA compiles per input shape (~0.1 s per kernel), so the training step pads
 batches to a multiple of `data.FUSED_LENGTH_MULTIPLE` tokens.  The models
