@@ -61,6 +61,11 @@ def plain_ops():
   def attention(self, x, mask_adder, batch, seq, training):
     return self._heads_last(x, mask_adder, batch, seq, training)
 
+  def adam_per_variable(self, used, grads, lr, finite):
+    for i, grad in zip(used, grads):
+      p = self._params[i]
+      self._update(p.var, grad, p.m, p.v, lr, p.decay, finite)
+
   patches = [
       (fused, "gelu", lambda x, bias=None: modeling.gelu(x)),
       (fused, "bias_in_kernels", lambda dtype: False),
@@ -69,7 +74,8 @@ def plain_ops():
       (modeling.LayerNorm, "__call__", layer_norm),
       (modeling.LayerNorm, "add_and_norm", add_and_norm),
       (modeling.Attention, "__call__", attention),
-      (optimization, "_adam_step", optimization._adam_step.python_function)]
+      (optimization, "_adam_step", optimization._adam_step.python_function),
+      (optimization.AdamWeightDecay, "_update_all", adam_per_variable)]
   saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
   for owner, name, value in patches:
     setattr(owner, name, value)
