@@ -54,15 +54,17 @@ def _leading_sum(t32: tf.Tensor) -> tf.Tensor:
 
 
 def bias_in_kernels(dtype: tf.DType) -> bool:
-  """Whether a training step computing in `dtype` adds its dense layers'
-  biases inside these kernels (`gelu`, `dropout_add_layer_norm`,
-  `split_qkv`) instead of with oneDNN's fused MatMul+BiasAdd.
+  """Whether a training step computing in `dtype` adds the biases of the
+  dense layers before `gelu` and `dropout_add_layer_norm` inside those
+  kernels instead of with oneDNN's fused MatMul+BiasAdd.  (`split_heads`
+  adds the q, k, v biases in every dtype: it writes new tensors anyway.)
 
   Yes in 16 bits: oneDNN's bfloat16 MatMul+BiasAdd took twice its plain
   matmul's time at [4096, 256] x [256, 1024], and BiasAddGrad is a bfloat16
-  reduction Eigen widens element by element (the 4 x 256 bfloat16 step is
-  ~1.1x faster with the biases in the kernels).  No in float32, where
-  oneDNN's bias is nearly free and the step measured 5-8% slower with it.
+  reduction Eigen widens element by element (the 4 x 256 bfloat16 step:
+  338 -> 309 ms with these biases and the q, k, v projection in kernels).
+  No in float32, where oneDNN's bias is nearly free and the same change
+  made the step 2-8% slower.
   """
   return tf.as_dtype(dtype) != tf.float32
 
@@ -125,8 +127,9 @@ def _split_heads_backward(dq, dk, dv, q_scale):
   batch, seq = tf.unstack(tf.shape(dq)[::2])
   rows = [batch, seq, dq.shape[1] * dq.shape[3]]
   d_qkv = tf.concat(
-      [tf.reshape(tf.transpose(tf.cast(d, tf.float32), [0, 2, 1, 3]), rows)
-       for d in (dq * q_scale, dk, dv)], -1)
+      [tf.reshape(tf.transpose(d, [0, 2, 1, 3]), rows)
+       for d in (tf.cast(dq, tf.float32) * q_scale, tf.cast(dk, tf.float32),
+                 tf.cast(dv, tf.float32))], -1)
   return tf.cast(d_qkv, dq.dtype), _leading_sum(d_qkv)
 
 
@@ -140,7 +143,8 @@ def split_heads(qkv: tf.Tensor, bias: tf.Tensor, num_heads: int,
   input's gradient instead of three and their sum); the heads-major layout
   costs nothing here, as XLA writes the outputs in it, and lets oneDNN's
   batched matmuls run the attention 2x faster than einsums over
-  [B, S, N, D]; the biases are added here, see `bias_in_kernels`.
+  [B, S, N, D]; the biases are added here in every dtype (their gradient
+  comes out of the backward kernel).
   """
 
   @tf.custom_gradient

@@ -18,8 +18,11 @@ import threading
 from typing import Any, NamedTuple
 
 import tensorflow as tf
-# No public API says whether a trace is inside tf.function(jit_compile=True).
-from tensorflow.python.ops import control_flow_util
+
+try:  # No public API says whether a trace is inside jit_compile=True.
+  from tensorflow.python.ops import control_flow_util
+except ImportError:  # A later TF moved it: every step takes the same path.
+  control_flow_util = None
 
 from bert import fused
 from bert.errors import UserError
@@ -302,8 +305,9 @@ def _compiled_whole_by_xla() -> bool:
   (`--jit_compile`): there the heads-major attention made the quickstart
   teacher's step 2.5x slower (99 -> 270 ms, 3 x 256, batch 16, 64 tokens),
   so XLA gets the einsums it was tuned with."""
-  return control_flow_util.GraphOrParentsInXlaContext(
-      tf.compat.v1.get_default_graph())
+  return control_flow_util is not None and (
+      control_flow_util.GraphOrParentsInXlaContext(
+          tf.compat.v1.get_default_graph()))
 
 
 class Attention(tf.Module):
@@ -330,7 +334,8 @@ class Attention(tf.Module):
     return self._heads_last(x, mask_adder, batch, seq, training)
 
   def _heads_last(self, x, mask_adder, batch, seq, training: bool):
-    """Inference: heads stay [B, S, N, D] and einsum contracts them where
+    """Inference (and steps compiled whole by XLA, where `training` may be
+    True): heads stay [B, S, N, D] and einsum contracts them where
     they are, instead of four transposes per layer to [B, N, S, D] and back
     (at batch 1 each cost ~95 us in oneDNN; the einsums take most of that
     back: 1.03-1.07x faster at batch 1; see README)."""

@@ -268,3 +268,19 @@ def test_bias_in_kernels_changes_nothing_with_dropout(monkeypatch):
       np.testing.assert_allclose(tf.convert_to_tensor(g),
                                  tf.convert_to_tensor(r), rtol=1e-5,
                                  atol=1e-5, err_msg=v.name)
+
+
+def test_whole_step_xla_is_detected():
+  """`--jit_compile` steps keep the einsum attention: the check must see
+  XLA in a jit-compiled function and in functions it calls, not elsewhere."""
+  seen = []
+
+  def probe(x):
+    seen.append(bool(modeling._compiled_whole_by_xla()))
+    return x + 1
+
+  tf.function(probe, jit_compile=True)(tf.constant(1.0))
+  tf.function(lambda x: tf.function(probe)(x), jit_compile=True)(
+      tf.constant(2.0))
+  tf.function(probe)(tf.constant(3.0))
+  assert seen == [True, True, False]
