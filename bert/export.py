@@ -92,6 +92,12 @@ class ClassifierExport(tf.Module):
       # Only BERT has layers to distil from (made here for the reason below).
       self.intermediate = tf.function(self._intermediate,
                                       input_signature=_ids_signature())
+    if isinstance(model, modeling.BertClassifier) and not jit_compile:
+      # What `bert.quantize` converts (not a signature: TF Serving does not
+      # list it): serving_default's maths without the request checks, in
+      # one block of rows (`modeling.inference_row_blocks`).
+      self.tflite_serving = tf.function(self._tflite_serving,
+                                        input_signature=_ids_signature())
     if text_featurizer is not None:
       # Created here: a tf.function with an input signature on the class would
       # be traced by tf.saved_model.save even without a featurizer.
@@ -110,6 +116,11 @@ class ClassifierExport(tf.Module):
     if hasattr(self, "compiled_logits"):
       logits = self._padded_logits(input_ids, input_mask, segment_ids)
     else:
+      logits = self.model(input_ids, input_mask, segment_ids, training=False)
+    return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+
+  def _tflite_serving(self, input_ids, input_mask, segment_ids):
+    with modeling.inference_row_blocks(1):
       logits = self.model(input_ids, input_mask, segment_ids, training=False)
     return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
 

@@ -49,9 +49,14 @@ def convert(saved_model_dir: str, precision: str = "int8") -> bytes:
                     f"got {precision!r}")
   loaded = tf.saved_model.load(saved_model_dir)
   # From the signature's function, not the whole SavedModel: the
-  # predict_text tokenizer's hash tables have no TF Lite kernels.
+  # predict_text tokenizer's hash tables have no TF Lite kernels.  BERT
+  # exports carry its maths in one block of rows (`tflite_serving`; older
+  # exports do not).
+  function = loaded.signatures["serving_default"]
+  if hasattr(loaded, "tflite_serving"):
+    function = loaded.tflite_serving.get_concrete_function()
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
-      [loaded.signatures["serving_default"]], loaded.model)
+      [function], loaded.model)
   if precision == "int8":
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
   try:

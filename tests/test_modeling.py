@@ -171,3 +171,37 @@ def test_compute_dtype_stays_close_to_float32(dtype, tolerance):
       atol=10 * tolerance)
   # And back to float32 outside the context.
   np.testing.assert_array_equal(model(ids, mask, segments), reference)
+
+
+def _op_types(function) -> set:
+  return {op.type for op in function.graph.get_operations()}
+
+
+@pytest.mark.parametrize("shape", [(2, 7), (3, 5), (1, 1), (0, 4)])
+def test_inference_row_blocks_change_nothing_but_the_graph(shape):
+  model = modeling.BertClassifier(tiny_config(), num_labels=2)
+  rng = np.random.default_rng(0)
+  ids = tf.constant(rng.integers(1, tiny_config().vocab_size, shape), tf.int32)
+  mask = tf.constant((rng.random(shape) > 0.3).astype(np.int32))
+  outputs = {}
+  for blocks in (1, 2, 3):
+    with modeling.inference_row_blocks(blocks):
+      function = tf.function(lambda i, m: model.forward(
+          i, m, tf.zeros_like(i))).get_concrete_function(ids, mask)
+    logits, out = function(ids, mask)
+    outputs[blocks] = [logits] + out.encoder_outputs
+    # Rows are split (SplitV) only when asked: the test fails without blocks.
+    assert ("SplitV" in _op_types(function)) == (blocks > 1)
+  for blocks in (2, 3):
+    for got, expected in zip(outputs[blocks], outputs[1]):
+      assert got.shape == expected.shape
+      np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-6)
+
+
+def test_training_steps_have_no_row_blocks():
+  model = modeling.BertClassifier(tiny_config(), num_labels=2)
+  ids, mask, segments = batch()
+  function = tf.function(lambda: model(ids, mask, segments, training=True))
+  assert "SplitV" not in _op_types(function.get_concrete_function())
+  assert "SplitV" in _op_types(tf.function(
+      lambda: model(ids, mask, segments)).get_concrete_function())

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bert import export, quantize
 from bert.errors import UserError
@@ -63,6 +64,18 @@ def test_float32_copy_gives_the_savedmodel_logits(exported):
   # float32 weights: about the size of the SavedModel's variables.
   weights = os.path.join(version, "variables", "variables.data-00000-of-00001")
   assert os.path.getsize(path) > 0.8 * os.path.getsize(weights)
+  # Converted from `tflite_serving`: no row blocks (serving_default's graph
+  # has them, for TensorFlow's executor).
+  interpreter = tf.lite.Interpreter(model_path=path)
+  assert "SPLIT_V" not in {op["op_name"]
+                           for op in interpreter._get_ops_details()}
+  loaded = export.load(version)
+  one = {k: tf.constant(features[k][:3]) for k in ("input_ids", "input_mask",
+                                                    "segment_ids")}
+  np.testing.assert_allclose(
+      loaded.tflite_serving(**one)["logits"].numpy(),
+      loaded.signatures["serving_default"](**one)["logits"].numpy(),
+      atol=1e-6)
   with pytest.raises(UserError, match="--precision must be one of int8, "
                      "float32, got 'int4'"):
     quantize.write_tflite(exported["export_dir"], "int4")
