@@ -14,7 +14,8 @@ same threads.  Three measures:
 Systems: ours in float32, --precision=mixed_bfloat16 and float32 with
 --jit_compile (training, `ours_xla`) and its float32, XLA
 (--export_jit_compile, `ours_xla`), float32 TF Lite and int8 TF Lite
-exports (serving); Hugging Face transformers on PyTorch; ONNX Runtime fp32
+exports (serving), and `ours_one_block`, the float32 export without
+inference row blocks (off by default); Hugging Face transformers on PyTorch; ONNX Runtime fp32
 and int8 (dynamic quantisation) on the same HF model exported to ONNX.  A
 peer whose package is missing is skipped with a note (`pip install -r
 requirements-bench.txt`).
@@ -44,9 +45,11 @@ import runs  # noqa: E402  benchmarks/runs.py, beside this file.
 
 FLAGS = flags.FLAGS
 PRESETS = {"small": dict(layers=4, hidden=256, heads=4, vocab=4000),
-           "base": dict(layers=12, hidden=768, heads=12, vocab=21128)}
+           "base": dict(layers=12, hidden=768, heads=12, vocab=21128),
+           "student": dict(layers=2, hidden=128, heads=2, vocab=1951)}
 flags.DEFINE_enum("preset", "small", list(PRESETS), "The model shape: small "
-                  "(4 x 256, vocab 4,000) or base (BERT-Base, Chinese vocab).")
+                  "(4 x 256, vocab 4,000), base (BERT-Base, Chinese vocab) "
+                  "or student (the 2 x 128 students, vocab 1,951).")
 flags.DEFINE_integer("seq_length", 128, "Tokens per example, all real.")
 flags.DEFINE_integer("train_batch", 32, "Training batch size.")
 flags.DEFINE_integer("rounds", 3, "Interleaved rounds.")
@@ -123,6 +126,18 @@ def ours_xla(shape: dict, work_dir: str) -> dict:
       os.path.join(work_dir, "xla"), FLAGS.seq_length, jit_compile=True)
   return {**ours(shape, work_dir, "float32", jit_compile=True),
           **serving_calls(path, shape)}
+
+
+def ours_one_block(shape: dict, work_dir: str) -> dict:
+  """Serving only: the float32 export without inference row blocks
+  (`modeling.inference_row_blocks(1)`), the graph before they existed."""
+  from bert import modeling
+  config = bert_config(shape)
+  with modeling.inference_row_blocks(1):
+    path = runs.export_synthetic(
+        modeling.BertClassifier(config, num_labels=2), config,
+        os.path.join(work_dir, "one_block"), FLAGS.seq_length)
+  return serving_calls(path, shape)
 
 
 def hf_model(shape: dict):
@@ -232,6 +247,7 @@ BUILDERS = {
     "ours": lambda s, d: ours(s, d, "float32"),
     "ours_bf16": lambda s, d: ours(s, d, "mixed_bfloat16"),
     "ours_xla": ours_xla,
+    "ours_one_block": ours_one_block,
     "ours_tflite": lambda s, d: ours_tflite(s, d, "float32"),
     "ours_int8": lambda s, d: ours_tflite(s, d, "int8"),
     "hf_torch": hf_torch,

@@ -66,7 +66,7 @@ def test_float32_copy_gives_the_savedmodel_logits(exported):
   assert os.path.getsize(path) > 0.8 * os.path.getsize(weights)
   # Converted from `tflite_serving`: no row blocks (serving_default's graph
   # has them, for TensorFlow's executor).
-  interpreter = tf.lite.Interpreter(model_path=path)
+  interpreter = quantize._interpreter(path, 1)
   assert "SPLIT_V" not in {op["op_name"]
                            for op in interpreter._get_ops_details()}
   loaded = export.load(version)
