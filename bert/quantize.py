@@ -50,8 +50,8 @@ def convert(saved_model_dir: str, precision: str = "int8") -> bytes:
   loaded = tf.saved_model.load(saved_model_dir)
   # From the signature's function, not the whole SavedModel: the
   # predict_text tokenizer's hash tables have no TF Lite kernels.  BERT
-  # exports carry its maths in one block of rows (`tflite_serving`; older
-  # exports do not).
+  # exports also carry serving_default's maths in one block of rows, as
+  # `tflite_serving` (exports older than it do not).
   function = loaded.signatures["serving_default"]
   if hasattr(loaded, "tflite_serving"):
     function = loaded.tflite_serving.get_concrete_function()
