@@ -14,9 +14,10 @@ same threads.  Three measures:
 Systems: ours in float32, --precision=mixed_bfloat16 and float32 with
 --jit_compile (training, `ours_xla`) and its float32, XLA
 (--export_jit_compile, `ours_xla`), float32 TF Lite and int8 TF Lite
-exports (serving), and `ours_one_block`, the float32 export without
-inference row blocks (off by default); Hugging Face transformers on PyTorch; ONNX Runtime fp32
-and int8 (dynamic quantisation) on the same HF model exported to ONNX.  A
+exports (serving), and on request `ours_one_block`, the float32 export
+without inference row blocks (the graph before them); Hugging Face
+transformers on PyTorch; ONNX Runtime fp32 and int8 (dynamic
+quantisation) on the same HF model exported to ONNX.  A
 peer whose package is missing is skipped with a note (`pip install -r
 requirements-bench.txt`).
 
