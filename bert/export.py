@@ -63,6 +63,11 @@ def _ids_signature():
           for n in ("input_ids", "input_mask", "segment_ids")]
 
 
+def _outputs(logits: tf.Tensor) -> dict:
+  """serving_default's outputs from logits [B, C]."""
+  return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+
+
 class ClassifierExport(tf.Module):
   """What is saved: the classifier, its assets and its signatures."""
 
@@ -117,12 +122,12 @@ class ClassifierExport(tf.Module):
       logits = self._padded_logits(input_ids, input_mask, segment_ids)
     else:
       logits = self.model(input_ids, input_mask, segment_ids, training=False)
-    return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+    return _outputs(logits)
 
   def _tflite_serving(self, input_ids, input_mask, segment_ids):
     with modeling.inference_row_blocks(1):
-      logits = self.model(input_ids, input_mask, segment_ids, training=False)
-    return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+      return _outputs(self.model(input_ids, input_mask, segment_ids,
+                                 training=False))
 
   def _padded_logits(self, input_ids, input_mask, segment_ids):
     """The XLA model's logits [B, C] for inputs padded to bucket shapes."""

@@ -268,14 +268,31 @@ def dropout(x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
   return fused.dropout(x, rate, seed)
 
 
-class _ComputeDtype(threading.local):
-  dtype: tf.DType = tf.float32
+class _TraceSettings(threading.local):
+  """What graphs traced in this thread take from the contexts below."""
+  compute_dtype: tf.DType = tf.float32
+  # Inference runs each layer's position-wise part (everything after the
+  # attention) on this many blocks of rows, which TensorFlow's executor runs
+  # concurrently on its inter-op threads.  Reason: oneDNN runs a matmul whose
+  # operands fit in L2 (every dense layer of a batch-1 request: [128, 256] x
+  # [256, 1024] is 1.7 MB) on one thread, so without blocks one core of two
+  # sat idle (batch 1, 4 x 256, 128 tokens: 1.2-1.3x faster; see README).
+  row_blocks: int = 2
 
 
-_compute_dtype = _ComputeDtype()
+_settings = _TraceSettings()
 
 
 @contextlib.contextmanager
+def _trace_setting(name: str, value):
+  saved = getattr(_settings, name)
+  setattr(_settings, name, value)
+  try:
+    yield
+  finally:
+    setattr(_settings, name, saved)
+
+
 def compute_dtype(dtype: tf.DType):
   """Within, models compute in `dtype` (bfloat16 or float16: mixed precision).
 
@@ -284,12 +301,14 @@ def compute_dtype(dtype: tf.DType):
   attention softmax and every model's logits are float32.  Outside (eval,
   predict, export), models compute in float32.
   """
-  saved = _compute_dtype.dtype
-  _compute_dtype.dtype = tf.as_dtype(dtype)
-  try:
-    yield
-  finally:
-    _compute_dtype.dtype = saved
+  return _trace_setting("compute_dtype", tf.as_dtype(dtype))
+
+
+def inference_row_blocks(blocks: int):
+  """Within, inference graphs split each layer's rows in `blocks` blocks
+  (1: none).  TF Lite's converter gets 1: its XNNPACK kernels use every
+  thread already, and the split only costs it."""
+  return _trace_setting("row_blocks", blocks)
 
 
 def attention_mask_adder(input_mask: tf.Tensor) -> tf.Tensor:
@@ -308,32 +327,6 @@ def _compiled_whole_by_xla() -> bool:
   return control_flow_util is not None and (
       control_flow_util.GraphOrParentsInXlaContext(
           tf.compat.v1.get_default_graph()))
-
-
-class _RowBlocks(threading.local):
-  # Inference runs each layer's position-wise part (everything after the
-  # attention) on this many blocks of rows, which TensorFlow's executor runs
-  # concurrently on its inter-op threads.  Reason: oneDNN runs a matmul whose
-  # operands fit in L2 (every dense layer of a batch-1 request: [128, 256] x
-  # [256, 1024] is 1.7 MB) on one thread, so without blocks one core of two
-  # sat idle (batch 1, 4 x 256, 128 tokens: 1.2-1.3x faster; see README).
-  blocks: int = 2
-
-
-_row_blocks = _RowBlocks()
-
-
-@contextlib.contextmanager
-def inference_row_blocks(blocks: int):
-  """Within, inference graphs split each layer's rows in `blocks` blocks
-  (1: none).  TF Lite's converter gets 1: its XNNPACK kernels use every
-  thread already, and the split only costs it."""
-  saved = _row_blocks.blocks
-  _row_blocks.blocks = blocks
-  try:
-    yield
-  finally:
-    _row_blocks.blocks = saved
 
 
 def in_row_blocks(fn, tensors: list[tf.Tensor], blocks: int) -> tf.Tensor:
@@ -445,7 +438,7 @@ class TransformerLayer(tf.Module):
       return self._position_wise(x, context, training), scores, probs
     y = in_row_blocks(lambda x_rows, context_rows: self._position_wise(
         x_rows, context_rows, training=False), [x, context],
-                      _row_blocks.blocks)
+                      _settings.row_blocks)
     return y, scores, probs
 
   def _position_wise(self, x, context, training: bool):
@@ -504,7 +497,7 @@ class BertModel(tf.Module):
          tf.gather(self.token_type_embeddings, segment_ids) +
          self.position_embeddings[:seq])  # [S, H], broadcast over B
     # The one place the compute dtype enters: every layer follows x's dtype.
-    x = tf.cast(self.embedding_norm(x, training), _compute_dtype.dtype)
+    x = tf.cast(self.embedding_norm(x, training), _settings.compute_dtype)
     return dropout(x, self.config.hidden_dropout_prob, training)
 
   def __call__(self, input_ids: tf.Tensor, input_mask: tf.Tensor | None = None,
