@@ -76,30 +76,81 @@ def bert_config(shape: dict):
       intermediate_size=4 * shape["hidden"], max_position_embeddings=512)
 
 
-def batch_calls(serve, shape: dict, to_input=lambda a: a) -> dict:
+def batch_calls(serve, vocab: int, seq_length: int,
+                to_input=lambda a: a) -> dict:
   """b1 and b32: `serve(**features)["logits"]` on int32 features of
-  --seq_length random real tokens, made once with `to_input` (outside the
+  `seq_length` random real tokens, made once with `to_input` (outside the
   timed call)."""
   import numpy as np
   ids = np.random.default_rng(0).integers(
-      5, shape["vocab"], (1, FLAGS.seq_length)).astype(np.int32)
+      5, vocab, (1, seq_length)).astype(np.int32)
   out = {}
   for b in (1, 32):
     features = {"input_ids": ids.repeat(b, 0),
-                "input_mask": np.ones((b, FLAGS.seq_length), np.int32),
-                "segment_ids": np.zeros((b, FLAGS.seq_length), np.int32)}
+                "input_mask": np.ones((b, seq_length), np.int32),
+                "segment_ids": np.zeros((b, seq_length), np.int32)}
     inputs = {k: to_input(v) for k, v in features.items()}
     out[f"b{b}"] = (lambda inputs: lambda: np.asarray(
         serve(**inputs)["logits"]))(inputs)
   return out
 
 
+def _serve_in_worker(conn, path: str, vocab: int, seq_length: int) -> None:
+  """A `ServingProcess`'s side: serving threads, the export's
+  `serving_default`, then (measure, runs) -> wall times until None."""
+  from bert import export
+  from bert.report import call_times
+  if not export.use_serving_threads():
+    raise RuntimeError("TensorFlow started before its threads were set")
+  import tensorflow as tf
+  calls = batch_calls(export.load(path).signatures["serving_default"], vocab,
+                      seq_length, tf.constant)
+  conn.send("ready")
+  while (request := conn.recv()) is not None:
+    measure, runs = request
+    conn.send(call_times(calls[measure], runs))
+
+
+class ServingProcess:
+  """An export's `serving_default` in a process of its own, with the
+  threads TF Serving gets from scripts/serve.sh (`export.serving_threads`):
+  TensorFlow fixes its threads once per process, and this one trains with
+  its default threads.  Timed there, call by call, as `call_times` times
+  the systems that run here."""
+
+  def __init__(self, path: str, shape: dict):
+    import multiprocessing
+    context = multiprocessing.get_context("spawn")
+    self._conn, child = context.Pipe()
+    self._process = context.Process(
+        target=_serve_in_worker, daemon=True,
+        args=(child, path, shape["vocab"], FLAGS.seq_length))
+    self._process.start()
+    child.close()
+    if self._conn.recv() != "ready":
+      raise RuntimeError(f"serving {path} did not start")
+
+  def measures(self) -> dict:
+    """b1 and b32 as objects with `times(runs)`."""
+    return {m: _Remote(self, m) for m in ("b1", "b32")}
+
+  def times(self, measure: str, runs: int) -> list[float]:
+    self._conn.send((measure, runs))
+    return self._conn.recv()
+
+
+class _Remote:
+  def __init__(self, process: ServingProcess, measure: str):
+    self.process, self.measure = process, measure
+
+  def times(self, runs: int) -> list[float]:
+    return self.process.times(self.measure, runs)
+
+
 def serving_calls(path: str, shape: dict) -> dict:
   """b1 and b32 through an export's `serving_default`, loaded as TF Serving
-  loads it."""
-  import tensorflow as tf
-  return batch_calls(tf.saved_model.load(path).signatures["serving_default"],
-                     shape, tf.constant)
+  loads it, in a process with serve.sh's threads (`ServingProcess`)."""
+  return ServingProcess(path, shape).measures()
 
 
 def ours(shape: dict, work_dir: str, precision: str,
@@ -241,7 +292,7 @@ def ours_tflite(shape: dict, work_dir: str, precision: str) -> dict:
                   dirs_exist_ok=True)
   quantize.write_tflite(copy_dir, precision)
   return batch_calls(quantize.TfliteClassifier(copy_dir).serving_default,
-                     shape)
+                     shape["vocab"], FLAGS.seq_length)
 
 
 BUILDERS = {
@@ -282,17 +333,21 @@ def main(argv):
       print(f"{name}: skipped ({e}; pip install -r requirements-bench.txt)")
   calls = {"train": FLAGS.train_steps, "b1": FLAGS.b1_calls,
            "b32": FLAGS.b32_calls}
+  def times(fn, runs: int) -> list[float]:
+    """Wall times of `runs` calls, timed where the system runs."""
+    return fn.times(runs) if hasattr(fn, "times") else call_times(fn, runs)
+
   # Warm-up: tracing, graph optimisation, allocator growth.
   for fns in systems.values():
     for measure, fn in fns.items():
-      call_times(fn, 2 if measure != "b1" else 10)
+      times(fn, 2 if measure != "b1" else 10)
   # results[measure][system] = one value per round (median call).
   results: dict[str, dict[str, list[float]]] = {m: {} for m in calls}
   for r in range(FLAGS.rounds):
     for name, fns in systems.items():
       for measure, fn in fns.items():
         value = rate(measure,
-                     statistics.median(call_times(fn, calls[measure])))
+                     statistics.median(times(fn, calls[measure])))
         results[measure].setdefault(name, []).append(value)
     print(f"round {r + 1}/{FLAGS.rounds} done", flush=True)
   print()

@@ -271,12 +271,16 @@ def dropout(x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
 class _TraceSettings(threading.local):
   """What graphs traced in this thread take from the contexts below."""
   compute_dtype: tf.DType = tf.float32
-  # Inference runs each layer's position-wise part (everything after the
-  # attention) on this many blocks of rows, which TensorFlow's executor runs
-  # concurrently on its inter-op threads.  Reason: oneDNN runs a matmul whose
-  # operands fit in L2 (every dense layer of a batch-1 request: [128, 256] x
-  # [256, 1024] is 1.7 MB) on one thread, so without blocks one core of two
-  # sat idle (batch 1, 4 x 256, 128 tokens: 1.2-1.3x faster; see README).
+  # Inference splits each example's positions into this many blocks: each
+  # block's queries attend to every key and its rows go through the
+  # position-wise part on a branch of its own, which TensorFlow's executor
+  # runs concurrently on its inter-op threads.  Reason: oneDNN runs a matmul
+  # whose operands fit in L2 (every dense layer of a batch-1 request:
+  # [128, 256] x [256, 1024] is 1.7 MB) on one thread, and its small
+  # attention kernels pay more to hand work to a second thread than they
+  # gain, so one core of two sat idle.  Served with one thread per op
+  # (`export.use_serving_threads`, serve.sh's TF Serving flags), the blocks
+  # keep both cores busy (see README, "Blocks and serving threads").
   row_blocks: int = 2
 
 
@@ -305,9 +309,9 @@ def compute_dtype(dtype: tf.DType):
 
 
 def inference_row_blocks(blocks: int):
-  """Within, inference graphs split each layer's rows in `blocks` blocks
-  (1: none).  TF Lite's converter gets 1: its XNNPACK kernels use every
-  thread already, and the split only costs it."""
+  """Within, inference graphs split each example's positions in `blocks`
+  blocks (1: none).  TF Lite's converter gets 1: its XNNPACK kernels use
+  every thread already, and the split only costs it."""
   return _trace_setting("row_blocks", blocks)
 
 
@@ -329,17 +333,11 @@ def _compiled_whole_by_xla() -> bool:
           tf.compat.v1.get_default_graph()))
 
 
-def in_row_blocks(fn, tensors: list[tf.Tensor], blocks: int) -> tf.Tensor:
-  """fn(*row block of each [N, ...] tensor) for `blocks` blocks of rows
-  (sizes differ by at most one; blocks may be empty), concatenated: [N, ...]
-  when fn keeps its rows' count and order."""
-  if blocks <= 1:
-    return fn(*tensors)
-  rows = tf.shape(tensors[0])[0]
-  sizes = tf.stack([(rows * (i + 1)) // blocks - (rows * i) // blocks
-                    for i in range(blocks)])
-  pieces = [tf.split(t, sizes, axis=0, num=blocks) for t in tensors]
-  return tf.concat([fn(*block) for block in zip(*pieces)], axis=0)
+def block_sizes(length: tf.Tensor, blocks: int) -> tf.Tensor:
+  """[blocks] int32 sizes that sum to `length` and differ by at most one
+  (blocks may be empty)."""
+  return tf.stack([(length * (i + 1)) // blocks - (length * i) // blocks
+                   for i in range(blocks)])
 
 
 class Attention(tf.Module):
@@ -371,20 +369,33 @@ class Attention(tf.Module):
     they are, instead of four transposes per layer to [B, N, S, D] and back
     (at batch 1 each cost ~95 us in oneDNN; the einsums take most of that
     back: 1.03-1.07x faster at batch 1; see README)."""
+    keys, values = self.keys_values(x, batch, seq)
+    return self.attend(x, keys, values, mask_adder, batch, seq, training)
+
+  def keys_values(self, x: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor
+                  ) -> tuple[tf.Tensor, tf.Tensor]:
+    """x [B*S, H] -> keys, values [B, S, N, D]."""
     heads = [batch, seq, self.num_heads, self.head_size]
+    return (tf.reshape(self.key(x), heads), tf.reshape(self.value(x), heads))
+
+  def attend(self, x: tf.Tensor, keys: tf.Tensor, values: tf.Tensor,
+             mask_adder: tf.Tensor, batch: tf.Tensor, queries: tf.Tensor,
+             training: bool = False):
+    """The `queries` positions x [B*Q, H] attend to keys, values
+    [B, S, N, D] -> (context [B*Q, H], scores [B, N, Q, S] (masked,
+    pre-softmax), probs [B, N, Q, S])."""
     # Google scales the [B, N, S, S] scores; scaling q ([B, S, H]) is the
     # same product with S/D times fewer multiplies (bit-equal when D is a
     # power of four, as BERT's 64: the scale is then a power of two).
-    q = tf.reshape(self.query(x) * tf.cast(self._q_scale, x.dtype), heads)
-    k = tf.reshape(self.key(x), heads)
-    v = tf.reshape(self.value(x), heads)
-    scores = tf.einsum("bsnd,btnd->bnst", q, k)
+    q = tf.reshape(self.query(x) * tf.cast(self._q_scale, x.dtype),
+                   [batch, queries, self.num_heads, self.head_size])
+    scores = tf.einsum("bsnd,btnd->bnst", q, keys)
     # float32: -10000 + a score, and the softmax's sums, need its precision.
     scores = tf.cast(scores, tf.float32) + mask_adder
     probs = tf.cast(tf.nn.softmax(scores), x.dtype)
     context = tf.einsum("bnst,btnd->bsnd",
-                        dropout(probs, self.dropout_rate, training), v)
-    context = tf.reshape(context, [batch * seq,
+                        dropout(probs, self.dropout_rate, training), values)
+    context = tf.reshape(context, [batch * queries,
                                    self.num_heads * self.head_size])
     return context, scores, probs
 
@@ -432,14 +443,35 @@ class TransformerLayer(tf.Module):
 
   def __call__(self, x, mask_adder, batch, seq, training: bool):
     """x [B*S, H] -> (y [B*S, H], scores, probs [B, N, S, S])."""
-    context, scores, probs = self.attention(x, mask_adder, batch, seq,
-                                            training)
-    if training or _compiled_whole_by_xla():
+    blocks = _settings.row_blocks
+    if training or blocks <= 1 or _compiled_whole_by_xla():
+      context, scores, probs = self.attention(x, mask_adder, batch, seq,
+                                              training)
       return self._position_wise(x, context, training), scores, probs
-    y = in_row_blocks(lambda x_rows, context_rows: self._position_wise(
-        x_rows, context_rows, training=False), [x, context],
-                      _settings.row_blocks)
-    return y, scores, probs
+    return self._in_query_blocks(x, mask_adder, batch, seq, blocks)
+
+  def _in_query_blocks(self, x, mask_adder, batch, seq, blocks: int):
+    """Inference with the positions in `blocks` blocks: each block's queries
+    attend to every key, then its rows go through the position-wise part,
+    all on branches TF's executor runs concurrently; the blocks join once,
+    at the end of the layer.  Same maths as without blocks (no sum is split).
+    x [B*S, H] -> (y [B*S, H], scores, probs [B, N, S, S])."""
+    width = x.shape[-1]
+    keys, values = self.attention.keys_values(x, batch, seq)
+    x_blocks = tf.split(tf.reshape(x, [batch, seq, width]),
+                        block_sizes(seq, blocks), axis=1, num=blocks)
+    ys, scores, probs = [], [], []
+    for x_block in x_blocks:
+      queries = tf.shape(x_block)[1]
+      rows = tf.reshape(x_block, [batch * queries, width])
+      context, block_scores, block_probs = self.attention.attend(
+          rows, keys, values, mask_adder, batch, queries)
+      ys.append(tf.reshape(self._position_wise(rows, context, False),
+                           [batch, queries, width]))
+      scores.append(block_scores)
+      probs.append(block_probs)
+    y = tf.reshape(tf.concat(ys, axis=1), [batch * seq, width])
+    return y, tf.concat(scores, axis=2), tf.concat(probs, axis=2)
 
   def _position_wise(self, x, context, training: bool):
     """x, context [N, H] -> y [N, H]: everything after the attention, each

@@ -37,7 +37,8 @@ from absl import app, flags, logging
 
 from bert import files, modeling, processors
 from bert.errors import UserError, exit_on_error
-from bert.export import ExportedClassifier, resolve_export
+from bert.export import (ExportedClassifier, resolve_export,
+                         use_serving_threads)
 from bert.quantize import TFLITE_FILE, TfliteClassifier
 
 FLAGS = flags.FLAGS
@@ -355,7 +356,10 @@ def write_report(reports: Sequence[ModelReport], output_dir: str,
   notes = (
       f"Measured {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on "
       f"{platform.machine()} with {os.cpu_count()} CPU threads, TensorFlow "
-      f"{tf.__version__}. Latency: median of {latency_runs} calls of "
+      f"{tf.__version__} running "
+      f"{tf.config.threading.get_intra_op_parallelism_threads()} intra-op "
+      f"and {tf.config.threading.get_inter_op_parallelism_threads()} "
+      "inter-op threads (0: TensorFlow's choice). Latency: median of {latency_runs} calls of "
       f"`serving_default` at batch 1; throughput: from the median of "
       f"{throughput_runs} calls at batch {batch_size}; both on {seq_length} "
       "tokens without padding, after warm-up calls, the models taking turns "
@@ -407,6 +411,7 @@ def main(argv: Sequence[str]) -> None:
   for flag in ("seq_length", "batch_size", "latency_runs", "throughput_runs"):
     if getattr(FLAGS, flag) < 1:
       raise UserError(f"--{flag} must be >= 1, got {getattr(FLAGS, flag)}")
+  use_serving_threads()  # Timed as serve.sh serves them.
   reports = evaluate_models(
       parse_models(FLAGS.models or []), FLAGS.data_dir, FLAGS.task_name,
       FLAGS.seq_length, FLAGS.batch_size, FLAGS.latency_runs,

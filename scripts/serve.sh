@@ -20,6 +20,8 @@
 # TF Lite copy (model.tflite from python -m bert.quantize, int8 or float32)
 # with --prefer_tflite_model=true: serving_default only, and without the
 # warm-up replay (its predict_text requests need the SavedModel).
+# TensorFlow runs one thread per op and one inter-op thread per core
+# (INTRA_OP_THREADS, INTER_OP_THREADS).
 # Each export carries assets.extra/tf_serving_warmup_requests, which
 # --enable_model_warmup replays when a version loads, so the first client
 # request does not pay for graph initialisation.  TF Serving loads the
@@ -42,6 +44,12 @@ SERVING_IMAGE="${SERVING_IMAGE:-tensorflow/serving:2.19.0}"
 MAX_BATCH_SIZE="${MAX_BATCH_SIZE:-32}"
 BATCH_TIMEOUT_MICROS="${BATCH_TIMEOUT_MICROS:-2000}"
 NUM_BATCH_THREADS="${NUM_BATCH_THREADS:-$(nproc)}"
+# One thread per op, one inter-op thread per core (bert.export.
+# serving_threads): each export runs its blocks of positions as concurrent
+# branches, and oneDNN's small batch-1 kernels lose more handing work to a
+# second thread than they gain (README, "Blocks and serving threads").
+INTRA_OP_THREADS="${INTRA_OP_THREADS:-1}"
+INTER_OP_THREADS="${INTER_OP_THREADS:-$(nproc)}"
 
 if [ -z "${MODELS:-}" ]; then
   MODELS=""
@@ -101,7 +109,9 @@ max_enqueued_batches { value: 1000 }
 pad_variable_length_inputs: true
 EOF
 
-SERVER_FLAGS=(--enable_batching)
+SERVER_FLAGS=(--enable_batching
+  --tensorflow_intra_op_parallelism="$INTRA_OP_THREADS"
+  --tensorflow_inter_op_parallelism="$INTER_OP_THREADS")
 if [ -n "${PREFER_TFLITE:-}" ]; then
   SERVER_FLAGS+=(--prefer_tflite_model=true)
 else

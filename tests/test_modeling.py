@@ -179,6 +179,8 @@ def _op_types(function) -> set:
 
 @pytest.mark.parametrize("shape", [(2, 7), (3, 5), (1, 1), (0, 4)])
 def test_inference_row_blocks_change_nothing_but_the_graph(shape):
+  # Blocks of positions: queries split, keys whole; masked keys (random
+  # mask) and empty blocks ([1, 1], [0, 4]) included.
   model = modeling.BertClassifier(tiny_config(), num_labels=2)
   rng = np.random.default_rng(0)
   ids = tf.constant(rng.integers(1, tiny_config().vocab_size, shape), tf.int32)
@@ -189,7 +191,8 @@ def test_inference_row_blocks_change_nothing_but_the_graph(shape):
       function = tf.function(lambda i, m: model.forward(
           i, m, tf.zeros_like(i))).get_concrete_function(ids, mask)
     logits, out = function(ids, mask)
-    outputs[blocks] = [logits] + out.encoder_outputs
+    outputs[blocks] = ([logits] + out.encoder_outputs + out.attention_scores
+                       + out.attention_probs)
     # Rows are split (SplitV) only when asked: the test fails without blocks.
     assert ("SplitV" in _op_types(function)) == (blocks > 1)
   for blocks in (2, 3):

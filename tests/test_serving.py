@@ -5,6 +5,7 @@ loaded model) and scripts/serve.sh's model and batching configs."""
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -165,6 +166,12 @@ def test_serve_sh_writes_configs_for_models_side_by_side(exported, tmp_path):
   assert "pad_variable_length_inputs: true" in batching
   assert "--enable_model_warmup" in result.stdout
   assert "--xla_cpu_compilation_enabled" not in result.stdout
+  # TF Serving gets the threads the exports are measured with, in both
+  # commands (tensorflow_model_server and docker).
+  intra, inter = export.serving_threads()
+  assert result.stdout.count(
+      f"--tensorflow_intra_op_parallelism={intra} "
+      f"--tensorflow_inter_op_parallelism={inter}") == 2
   assert f"--model_config_file={serving_dir}/models.config" in result.stdout
   assert "docker run" in result.stdout and "/config/models.docker.config" in (
       result.stdout)
@@ -205,3 +212,30 @@ def test_serve_sh_rejects_a_missing_export(tmp_path):
   assert result.returncode == 2
   assert "does not exist" in result.stderr
   assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_use_serving_threads_before_and_after_tensorflow_starts():
+  # In a fresh process: set before TensorFlow runs anything; once it runs,
+  # they stay as they were and the call says so (False).
+  script = (
+      "import tensorflow as tf\n"
+      "from bert import export\n"
+      "print(export.use_serving_threads(),\n"
+      "      tf.config.threading.get_intra_op_parallelism_threads(),\n"
+      "      tf.config.threading.get_inter_op_parallelism_threads())\n")
+  late = ("import tensorflow as tf\n"
+          "from bert import export\n"
+          "tf.constant(1.0) + 1.0\n"
+          "print(export.use_serving_threads(),\n"
+          "      tf.config.threading.get_intra_op_parallelism_threads())\n")
+  intra, inter = export.serving_threads()
+  assert (intra, inter) == (1, len(os.sched_getaffinity(0)))
+  outputs = []
+  for code in (script, late):
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+                            capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr
+    outputs.append(result.stdout.split())
+  assert outputs[0] == ["True", str(intra), str(inter)]
+  assert outputs[1] == ["False", "0"]
