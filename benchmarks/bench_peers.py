@@ -8,7 +8,8 @@ same threads.  Three measures:
          backward, Adam); ours through `training.Trainer`'s compiled step;
   b1     batch-1 latency, ms (median call), ours through the exported
          `serving_default` loaded with `tf.saved_model.load`, as TF Serving
-         runs it;
+         runs it, in a process of its own with the threads scripts/serve.sh
+         gives TF Serving (`ServingProcess`);
   b32    examples/s at batch 32 through the same path.
 
 Systems: ours in float32, --precision=mixed_bfloat16 and float32 with
@@ -106,7 +107,11 @@ def _serve_in_worker(conn, path: str, vocab: int, seq_length: int) -> None:
   calls = batch_calls(export.load(path).signatures["serving_default"], vocab,
                       seq_length, tf.constant)
   conn.send("ready")
-  while (request := conn.recv()) is not None:
+  while True:
+    try:
+      request = conn.recv()
+    except EOFError:  # The benchmark has ended.
+      return
     measure, runs = request
     conn.send(call_times(calls[measure], runs))
 
