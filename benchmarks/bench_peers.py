@@ -101,7 +101,7 @@ def _serve_in_worker(conn, path: str, vocab: int, seq_length: int) -> None:
   `serving_default`, then (measure, runs) -> wall times until None."""
   from bert import export
   from bert.report import call_times
-  if not export.use_serving_threads():
+  if not export.use_serving_threads([path]):
     raise RuntimeError("TensorFlow started before its threads were set")
   import tensorflow as tf
   calls = batch_calls(export.load(path).signatures["serving_default"], vocab,

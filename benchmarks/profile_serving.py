@@ -2,7 +2,8 @@
 runs it.
 
 TF Serving loads a SavedModel's `serve` MetaGraph into a Session and calls
-`Session::Run` on a signature's tensors; this script does the same (a
+`Session::Run` on a signature's tensors, with the threads scripts/serve.sh
+gives it (`export.serving_threads`); this script does the same (a
 `tf.compat.v1` Session: that is the serving path, not a training API), times
 the calls, then traces some with `RunOptions.FULL_TRACE` and prints the ops
 by total time (grappler's and oneDNN's rewrites included, so the names are
@@ -64,10 +65,16 @@ def main(argv):
   import tensorflow as tf
   from bert import export
 
+  # TF Serving's threads as scripts/serve.sh sets them, before TensorFlow
+  # starts (exporting starts it).
+  export.use_serving_threads([FLAGS.model] if FLAGS.model else [])
   path = export.resolve_export(FLAGS.model) if FLAGS.model else random_export(
       tempfile.mkdtemp())
   graph = tf.Graph()
-  session = tf.compat.v1.Session(graph=graph)
+  threads = tf.config.threading
+  session = tf.compat.v1.Session(graph=graph, config=tf.compat.v1.ConfigProto(
+      intra_op_parallelism_threads=threads.get_intra_op_parallelism_threads(),
+      inter_op_parallelism_threads=threads.get_inter_op_parallelism_threads()))
   with graph.as_default():
     meta = tf.compat.v1.saved_model.load(session, ["serve"], path)
   signature = meta.signature_def[FLAGS.signature]
@@ -99,7 +106,9 @@ def main(argv):
   n = FLAGS.traced_calls
   total = sum(op_us.values()) / n
   print(f"{path} {FLAGS.signature}, batch {FLAGS.batch_size} x "
-        f"{FLAGS.seq_length} tokens: median {statistics.median(times)*1e3:.2f}"
+        f"{FLAGS.seq_length} tokens, {threads.get_intra_op_parallelism_threads()}"
+        f" intra-op and {threads.get_inter_op_parallelism_threads()} inter-op "
+        f"threads (0: TensorFlow's choice): median {statistics.median(times)*1e3:.2f}"
         f" ms per call over {FLAGS.calls} calls ({len(op_count)} op types, "
         f"{sum(op_count.values()) // n} ops per call, {total/1e3:.2f} ms of "
         "op time per call: ops run in parallel on the inter-op threads)")

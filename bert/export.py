@@ -367,25 +367,32 @@ def write_warmup_requests(saved_model_dir: str, model_name: str,
   return path
 
 
-def serving_threads() -> tuple[int, int]:
+def serving_threads(jit_compile: bool = False) -> tuple[int, int]:
   """(intra-op, inter-op) threads to serve an export with: one thread per
   op and one inter-op thread per core.  The export's blocks of positions
   (`modeling.inference_row_blocks`) are what run concurrently; a second
   thread inside an op costs oneDNN's small batch-1 kernels more than it
   gains (softmax 38 vs 114 us, attention einsum 124 vs 220 us at [1, 4,
-  128, 64]).  scripts/serve.sh passes the same to TF Serving
+  128, 64]).  An XLA export (`jit_compile`) is one op that parallelises
+  inside: (0, 0), TensorFlow's own choice (8.4 vs 9.2-9.5 ms at batch 1,
+  4 x 256).  scripts/serve.sh passes the same to TF Serving
   (--tensorflow_intra_op_parallelism, --tensorflow_inter_op_parallelism)."""
+  if jit_compile:
+    return 0, 0
   cores = len(os.sched_getaffinity(0)) if hasattr(
       os, "sched_getaffinity") else os.cpu_count()
   return 1, max(1, cores or 1)
 
 
-def use_serving_threads() -> bool:
-  """Sets this process's TensorFlow threads to `serving_threads()` for a
-  process that serves or predicts and trains nothing.  TensorFlow fixes
-  them when its runtime starts: after that this leaves them as they are,
-  says so in the log and returns False."""
-  intra, inter = serving_threads()
+def use_serving_threads(paths: list[str] = ()) -> bool:
+  """Sets this process's TensorFlow threads to `serving_threads()` for the
+  exports at `paths` (versions or base paths; none: plain exports), in a
+  process that serves or predicts and trains nothing; TensorFlow's own
+  choice if one of them is an XLA export.  TensorFlow fixes its threads when its runtime starts: after
+  that this leaves them as they are, says so in the log and returns False."""
+  intra, inter = serving_threads(any(
+      read_export_info(resolve_export(path)).get("jit_compile")
+      for path in paths))
   try:
     tf.config.threading.set_intra_op_parallelism_threads(intra)
     tf.config.threading.set_inter_op_parallelism_threads(inter)

@@ -78,7 +78,7 @@ def main(argv: Sequence[str]) -> None:
     raise UserError("--model is required (e.g. --model=export/student)")
   if FLAGS.batch_size < 1:
     raise UserError(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
-  export.use_serving_threads()  # A process that only predicts.
+  export.use_serving_threads([FLAGS.model])  # A process that only predicts.
   model = export.ExportedClassifier(FLAGS.model)
   predict = model.predict_ids if FLAGS.use_ids else model.predict_text
   if FLAGS.input_file == "-":

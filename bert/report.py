@@ -411,9 +411,10 @@ def main(argv: Sequence[str]) -> None:
   for flag in ("seq_length", "batch_size", "latency_runs", "throughput_runs"):
     if getattr(FLAGS, flag) < 1:
       raise UserError(f"--{flag} must be >= 1, got {getattr(FLAGS, flag)}")
-  use_serving_threads()  # Timed as serve.sh serves them.
+  models = parse_models(FLAGS.models or [])
+  use_serving_threads([path for _, path in models])  # As serve.sh serves.
   reports = evaluate_models(
-      parse_models(FLAGS.models or []), FLAGS.data_dir, FLAGS.task_name,
+      models, FLAGS.data_dir, FLAGS.task_name,
       FLAGS.seq_length, FLAGS.batch_size, FLAGS.latency_runs,
       FLAGS.throughput_runs, max(0, FLAGS.warmup_runs), FLAGS.tflite)
   table = write_report(reports, FLAGS.output_dir, FLAGS.seq_length,

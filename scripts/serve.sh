@@ -21,7 +21,7 @@
 # with --prefer_tflite_model=true: serving_default only, and without the
 # warm-up replay (its predict_text requests need the SavedModel).
 # TensorFlow runs one thread per op and one inter-op thread per core
-# (INTRA_OP_THREADS, INTER_OP_THREADS).
+# (INTRA_OP_THREADS, INTER_OP_THREADS), or its own choice for XLA exports.
 # Each export carries assets.extra/tf_serving_warmup_requests, which
 # --enable_model_warmup replays when a version loads, so the first client
 # request does not pay for graph initialisation.  TF Serving loads the
@@ -48,8 +48,10 @@ NUM_BATCH_THREADS="${NUM_BATCH_THREADS:-$(nproc)}"
 # serving_threads): each export runs its blocks of positions as concurrent
 # branches, and oneDNN's small batch-1 kernels lose more handing work to a
 # second thread than they gain (README, "Blocks and serving threads").
-INTRA_OP_THREADS="${INTRA_OP_THREADS:-1}"
-INTER_OP_THREADS="${INTER_OP_THREADS:-$(nproc)}"
+# With an XLA export among the models: TensorFlow's own choice (XLA's one op
+# parallelises inside), unless these are set.
+INTRA_OP_THREADS="${INTRA_OP_THREADS:-}"
+INTER_OP_THREADS="${INTER_OP_THREADS:-}"
 
 if [ -z "${MODELS:-}" ]; then
   MODELS=""
@@ -109,8 +111,14 @@ max_enqueued_batches { value: 1000 }
 pad_variable_length_inputs: true
 EOF
 
-SERVER_FLAGS=(--enable_batching
-  --tensorflow_intra_op_parallelism="$INTRA_OP_THREADS"
+if [ ${#XLA_FLAGS[@]} -eq 0 ]; then
+  INTRA_OP_THREADS="${INTRA_OP_THREADS:-1}"
+  INTER_OP_THREADS="${INTER_OP_THREADS:-$(nproc)}"
+fi
+SERVER_FLAGS=(--enable_batching)
+[ -n "$INTRA_OP_THREADS" ] && SERVER_FLAGS+=(
+  --tensorflow_intra_op_parallelism="$INTRA_OP_THREADS")
+[ -n "$INTER_OP_THREADS" ] && SERVER_FLAGS+=(
   --tensorflow_inter_op_parallelism="$INTER_OP_THREADS")
 if [ -n "${PREFER_TFLITE:-}" ]; then
   SERVER_FLAGS+=(--prefer_tflite_model=true)

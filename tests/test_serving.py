@@ -133,6 +133,8 @@ def test_jit_compiled_export_answers_like_the_plain_one(exported,
       capture_output=True, text=True)
   assert result.returncode == 0, result.stderr
   assert result.stdout.count("--xla_cpu_compilation_enabled=true") == 2
+  # XLA's one op parallelises inside: TF Serving keeps its own threads.
+  assert "_op_parallelism" not in result.stdout
 
 
 def test_serve_sh_writes_configs_for_models_side_by_side(exported, tmp_path):
@@ -214,28 +216,31 @@ def test_serve_sh_rejects_a_missing_export(tmp_path):
   assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_use_serving_threads_before_and_after_tensorflow_starts():
-  # In a fresh process: set before TensorFlow runs anything; once it runs,
+def test_use_serving_threads_before_and_after_tensorflow_starts(
+    exported, jit_exported):
+  # In a fresh process: set before TensorFlow runs anything (TensorFlow's
+  # own choice, 0, when an XLA export is among the models); once it runs,
   # they stay as they were and the call says so (False).
   script = (
+      "import sys\n"
       "import tensorflow as tf\n"
       "from bert import export\n"
-      "print(export.use_serving_threads(),\n"
-      "      tf.config.threading.get_intra_op_parallelism_threads(),\n"
-      "      tf.config.threading.get_inter_op_parallelism_threads())\n")
-  late = ("import tensorflow as tf\n"
-          "from bert import export\n"
-          "tf.constant(1.0) + 1.0\n"
-          "print(export.use_serving_threads(),\n"
-          "      tf.config.threading.get_intra_op_parallelism_threads())\n")
+      "plain, jit = sys.argv[1:]\n"
+      "threading = tf.config.threading\n"
+      "def show(ok):\n"
+      "  print(ok, threading.get_intra_op_parallelism_threads(),\n"
+      "        threading.get_inter_op_parallelism_threads())\n"
+      "show(export.use_serving_threads([plain, jit]))\n"
+      "show(export.use_serving_threads([plain]))\n"
+      "tf.constant(1.0) + 1.0\n"
+      "show(export.use_serving_threads([jit]))\n")
   intra, inter = export.serving_threads()
   assert (intra, inter) == (1, len(os.sched_getaffinity(0)))
-  outputs = []
-  for code in (script, late):
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
-                            capture_output=True, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert result.returncode == 0, result.stderr
-    outputs.append(result.stdout.split())
-  assert outputs[0] == ["True", str(intra), str(inter)]
-  assert outputs[1] == ["False", "0"]
+  assert export.serving_threads(jit_compile=True) == (0, 0)
+  result = subprocess.run([sys.executable, "-c", script, exported,
+                           jit_exported], cwd=ROOT, capture_output=True,
+                          text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.split("\n")[:3] == [
+      "True 0 0", f"True {intra} {inter}", f"False {intra} {inter}"]
