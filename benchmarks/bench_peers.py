@@ -7,9 +7,9 @@ same threads.  Three measures:
   train  examples/s of one optimiser step at `--train_batch` (forward,
          backward, Adam); ours through `training.Trainer`'s compiled step;
   b1     batch-1 latency, ms (median call), ours through the exported
-         `serving_default` loaded with `tf.saved_model.load`, as TF Serving
-         runs it, in a process of its own with the threads scripts/serve.sh
-         gives TF Serving (`ServingProcess`);
+         `serving_default` run as TF Serving runs it (the SavedModel in a
+         Session, `export.SessionSignature`), in a process of its own with
+         the threads scripts/serve.sh gives TF Serving (`ServingProcess`);
   b32    examples/s at batch 32 through the same path.
 
 Systems: ours in float32, --precision=mixed_bfloat16 and float32 with
@@ -103,9 +103,7 @@ def _serve_in_worker(conn, path: str, vocab: int, seq_length: int) -> None:
   from bert.report import call_times
   if not export.use_serving_threads([path]):
     raise RuntimeError("TensorFlow started before its threads were set")
-  import tensorflow as tf
-  calls = batch_calls(export.load(path).signatures["serving_default"], vocab,
-                      seq_length, tf.constant)
+  calls = batch_calls(export.SessionSignature(path), vocab, seq_length)
   conn.send("ready")
   while True:
     try:
@@ -153,8 +151,8 @@ class _Remote:
 
 
 def serving_calls(path: str, shape: dict) -> dict:
-  """b1 and b32 through an export's `serving_default`, loaded as TF Serving
-  loads it, in a process with serve.sh's threads (`ServingProcess`)."""
+  """b1 and b32 through an export's `serving_default`, run as TF Serving
+  runs it, in a process with serve.sh's threads (`ServingProcess`)."""
   return ServingProcess(path, shape).measures()
 
 

@@ -70,27 +70,18 @@ def main(argv):
   export.use_serving_threads([FLAGS.model] if FLAGS.model else [])
   path = export.resolve_export(FLAGS.model) if FLAGS.model else random_export(
       tempfile.mkdtemp())
-  graph = tf.Graph()
-  threads = tf.config.threading
-  session = tf.compat.v1.Session(graph=graph, config=tf.compat.v1.ConfigProto(
-      intra_op_parallelism_threads=threads.get_intra_op_parallelism_threads(),
-      inter_op_parallelism_threads=threads.get_inter_op_parallelism_threads()))
-  with graph.as_default():
-    meta = tf.compat.v1.saved_model.load(session, ["serve"], path)
-  signature = meta.signature_def[FLAGS.signature]
+  signature = export.SessionSignature(path, FLAGS.signature)
   shape = (FLAGS.batch_size, FLAGS.seq_length)
   values = {"input_ids": np.full(shape, 5, np.int32),
             "input_mask": np.ones(shape, np.int32),
             "segment_ids": np.zeros(shape, np.int32)}
-  feed = {signature.inputs[name].name: values[name]
-          for name in signature.inputs}
-  fetches = [t.name for t in signature.outputs.values()]
+  feed = {name: values[name] for name in signature.inputs}
   for _ in range(10):
-    session.run(fetches, feed)
+    signature(**feed)
   times = []
   for _ in range(FLAGS.calls):
     start = time.perf_counter()
-    session.run(fetches, feed)
+    signature(**feed)
     times.append(time.perf_counter() - start)
 
   options = tf.compat.v1.RunOptions(
@@ -98,7 +89,7 @@ def main(argv):
   op_us, op_count = collections.Counter(), collections.Counter()
   for _ in range(FLAGS.traced_calls):
     metadata = tf.compat.v1.RunMetadata()
-    session.run(fetches, feed, options=options, run_metadata=metadata)
+    signature(options=options, run_metadata=metadata, **feed)
     for device in metadata.step_stats.dev_stats:
       for node in device.node_stats:
         op_us[op_type(node)] += node.op_end_rel_micros
@@ -106,8 +97,9 @@ def main(argv):
   n = FLAGS.traced_calls
   total = sum(op_us.values()) / n
   print(f"{path} {FLAGS.signature}, batch {FLAGS.batch_size} x "
-        f"{FLAGS.seq_length} tokens, {threads.get_intra_op_parallelism_threads()}"
-        f" intra-op and {threads.get_inter_op_parallelism_threads()} inter-op "
+        f"{FLAGS.seq_length} tokens, "
+        f"{tf.config.threading.get_intra_op_parallelism_threads()} intra-op "
+        f"and {tf.config.threading.get_inter_op_parallelism_threads()} inter-op "
         f"threads (0: TensorFlow's choice): median {statistics.median(times)*1e3:.2f}"
         f" ms per call over {FLAGS.calls} calls ({len(op_count)} op types, "
         f"{sum(op_count.values()) // n} ops per call, {total/1e3:.2f} ms of "

@@ -446,6 +446,47 @@ def load(saved_model_dir: str):
   return tf.saved_model.load(saved_model_dir)
 
 
+class SessionSignature:
+  """One signature of an export run as TF Serving runs it: the `serve`
+  MetaGraph loaded into a `tf.compat.v1.Session` (the serving path, not a
+  training API) and `Session.run` on the signature's tensors, with the
+  threads TensorFlow has in this process (`use_serving_threads`)."""
+
+  def __init__(self, path: str, signature: str = "serving_default"):
+    path = resolve_export(path)
+    graph = tf.Graph()
+    threads = tf.config.threading
+    self.session = tf.compat.v1.Session(
+        graph=graph, config=tf.compat.v1.ConfigProto(
+            intra_op_parallelism_threads=(
+                threads.get_intra_op_parallelism_threads()),
+            inter_op_parallelism_threads=(
+                threads.get_inter_op_parallelism_threads())))
+    with graph.as_default():
+      meta_graph = tf.compat.v1.saved_model.load(self.session, ["serve"],
+                                                 path)
+    if signature not in meta_graph.signature_def:
+      raise UserError(f"{path} has no signature {signature!r} (it has "
+                      f"{', '.join(sorted(meta_graph.signature_def))})")
+    spec = meta_graph.signature_def[signature]
+    self.path = path
+    self.inputs = {name: t.name for name, t in spec.inputs.items()}
+    self.outputs = {name: t.name for name, t in spec.outputs.items()}
+
+  def __call__(self, options=None, run_metadata=None,
+               **features) -> dict[str, np.ndarray]:
+    """features: the signature's inputs by name -> its outputs by name.
+    `options` / `run_metadata`: `Session.run`'s (tracing)."""
+    missing = set(self.inputs) - set(features)
+    if missing:
+      raise ValueError(f"missing inputs {sorted(missing)}")
+    fetched = self.session.run(
+        self.outputs, {self.inputs[name]: value
+                       for name, value in features.items()},
+        options=options, run_metadata=run_metadata)
+    return fetched
+
+
 def asset_path(saved_model_dir: str, name: str) -> str | None:
   path = os.path.join(saved_model_dir, "assets", name)
   return path if tf.io.gfile.exists(path) else None

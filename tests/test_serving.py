@@ -16,6 +16,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from bert import export, run_classifier
+from bert.errors import UserError
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,19 +77,6 @@ def jit_exported(exported, tmp_path_factory):
   return os.path.join(export_dir, "1")
 
 
-def _session_serve(version: str, inputs: dict) -> dict:
-  """serving_default run the way TF Serving runs it: the SavedModel loaded
-  into a Session, the signature's tensors fed and fetched."""
-  graph = tf.Graph()
-  with tf.compat.v1.Session(graph=graph) as session:
-    with graph.as_default():
-      meta = tf.compat.v1.saved_model.load(session, ["serve"], version)
-    signature = meta.signature_def["serving_default"]
-    return session.run(
-        {k: v.name for k, v in signature.outputs.items()},
-        {signature.inputs[k].name: v for k, v in inputs.items()})
-
-
 def test_xla_length_buckets():
   assert export.xla_length_buckets(8) == [16]
   assert export.xla_length_buckets(64) == [16, 32, 64]
@@ -115,8 +103,9 @@ def test_jit_compiled_export_answers_like_the_plain_one(exported,
     mask[0, length // 2:] = 0
     inputs = {"input_ids": ids * mask, "input_mask": mask,
               "segment_ids": np.zeros_like(ids)}
-    plain = _session_serve(os.path.join(exported, "1"), inputs)
-    jit = _session_serve(jit_exported, inputs)
+    # As TF Serving runs them: the SavedModels in Sessions.
+    plain = export.SessionSignature(exported)(**inputs)
+    jit = export.SessionSignature(jit_exported)(**inputs)
     assert jit["logits"].shape == (batch, 2)
     np.testing.assert_allclose(jit["logits"], plain["logits"], atol=1e-5)
   texts = tf.constant(["the cat sat on the mat", "好 吃", ""])
@@ -244,3 +233,20 @@ def test_use_serving_threads_before_and_after_tensorflow_starts(
   assert result.returncode == 0, result.stderr
   assert result.stdout.split("\n")[:3] == [
       "True 0 0", f"True {intra} {inter}", f"False {intra} {inter}"]
+
+
+def test_session_signature_runs_an_export_as_tf_serving_does(exported):
+  served = export.SessionSignature(exported, "predict_text")
+  assert served.path == os.path.join(exported, "1")  # The highest version.
+  assert set(served.inputs) == {"text"}
+  texts = np.array([b"the cat sat on the mat", b"\xe5\xa5\xbd"])
+  expected = export.load(served.path).signatures["predict_text"](
+      text=tf.constant(texts))
+  got = served(text=texts)
+  assert set(got) == set(expected)
+  np.testing.assert_allclose(got["logits"], expected["logits"].numpy(),
+                             atol=1e-6)
+  with pytest.raises(ValueError, match="missing inputs"):
+    served()
+  with pytest.raises(UserError, match="no signature 'nope'"):
+    export.SessionSignature(exported, "nope")
