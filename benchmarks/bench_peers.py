@@ -143,6 +143,8 @@ class ServingProcess:
 
 
 class _Remote:
+  """One measure of a `ServingProcess`: `times(runs)`, as main times."""
+
   def __init__(self, process: ServingProcess, measure: str):
     self.process, self.measure = process, measure
 
@@ -336,6 +338,7 @@ def main(argv):
       print(f"{name}: skipped ({e}; pip install -r requirements-bench.txt)")
   calls = {"train": FLAGS.train_steps, "b1": FLAGS.b1_calls,
            "b32": FLAGS.b32_calls}
+
   def times(fn, runs: int) -> list[float]:
     """Wall times of `runs` calls, timed where the system runs."""
     return fn.times(runs) if hasattr(fn, "times") else call_times(fn, runs)

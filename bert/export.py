@@ -20,6 +20,9 @@ name and renamed, so TF Serving never sees half a model.
 `ExportedClassifier` is the one way back in: resolve a version, read its
 info, load it, check its signature, tokenise with its own vocab and predict
 in batches (teachers, `predict.py` and `report.py` all use it).
+`SessionSignature` runs one signature the way TF Serving does (in a
+Session; benchmarks and serving tests), with the threads of
+`use_serving_threads`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import os
 import re
 import shutil
 import tempfile
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -381,15 +385,16 @@ def serving_threads(jit_compile: bool = False) -> tuple[int, int]:
     return 0, 0
   cores = len(os.sched_getaffinity(0)) if hasattr(
       os, "sched_getaffinity") else os.cpu_count()
-  return 1, max(1, cores or 1)
+  return 1, cores or 1
 
 
-def use_serving_threads(paths: list[str] = ()) -> bool:
+def use_serving_threads(paths: Sequence[str] = ()) -> bool:
   """Sets this process's TensorFlow threads to `serving_threads()` for the
   exports at `paths` (versions or base paths; none: plain exports), in a
   process that serves or predicts and trains nothing; TensorFlow's own
-  choice if one of them is an XLA export.  TensorFlow fixes its threads when its runtime starts: after
-  that this leaves them as they are, says so in the log and returns False."""
+  choice if one of them is an XLA export.  TensorFlow fixes its threads
+  when its runtime starts: after that this leaves them as they are, says
+  so in the log and returns False."""
   intra, inter = serving_threads(any(
       read_export_info(resolve_export(path)).get("jit_compile")
       for path in paths))
@@ -480,11 +485,10 @@ class SessionSignature:
     missing = set(self.inputs) - set(features)
     if missing:
       raise ValueError(f"missing inputs {sorted(missing)}")
-    fetched = self.session.run(
+    return self.session.run(
         self.outputs, {self.inputs[name]: value
                        for name, value in features.items()},
         options=options, run_metadata=run_metadata)
-    return fetched
 
 
 def asset_path(saved_model_dir: str, name: str) -> str | None:

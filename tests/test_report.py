@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from bert import modeling, report, run_classifier
+from bert import export, modeling, report, run_classifier
 from bert.errors import UserError
 from tests import helpers
 
@@ -110,6 +110,10 @@ def test_report_cli_writes_table_json_and_png(models, tmp_path):
   assert rows["`teacher`"][4] == "1.0x"
   assert all(len(r) == len(header) for r in rows.values())
   assert "faster than `teacher`" in md
+  # Timed as scripts/serve.sh serves: a process that only serves.
+  intra, inter = export.serving_threads()
+  assert f"running {intra} intra-op and {inter} inter-op threads" in md
+  assert "Latency: median of 2 calls of `serving_default`" in md
   # The printed table is the file's.
   assert table[0] in result.stdout.decode()
   data = json.loads((output_dir / "report.json").read_text())
