@@ -130,7 +130,11 @@ class ServingProcess:
         args=(child, path, shape["vocab"], FLAGS.seq_length))
     self._process.start()
     child.close()
-    if self._conn.recv() != "ready":
+    try:
+      ready = self._conn.recv() == "ready"
+    except EOFError:  # The worker died: its traceback is above.
+      ready = False
+    if not ready:
       raise RuntimeError(f"serving {path} did not start")
 
   def measures(self) -> dict:
