@@ -98,7 +98,8 @@ def batch_calls(serve, vocab: int, seq_length: int,
 
 def _serve_in_worker(conn, path: str, vocab: int, seq_length: int) -> None:
   """A `ServingProcess`'s side: serving threads, the export's
-  `serving_default`, then (measure, runs) -> wall times until None."""
+  `serving_default`, then (measure, runs) -> wall times until the pipe
+  closes."""
   from bert import export
   from bert.report import call_times
   if not export.use_serving_threads([path]):
@@ -190,8 +191,8 @@ def ours_xla(shape: dict, work_dir: str) -> dict:
 
 
 def ours_one_block(shape: dict, work_dir: str) -> dict:
-  """Serving only: the float32 export without inference row blocks
-  (`modeling.inference_row_blocks(1)`), the graph before they existed."""
+  """Serving only: the float32 export without inference blocks
+  (`modeling.inference_row_blocks(1)`), served with the same threads."""
   from bert import modeling
   config = bert_config(shape)
   with modeling.inference_row_blocks(1):

@@ -101,7 +101,8 @@ def main(argv):
         f"{tf.config.threading.get_intra_op_parallelism_threads()} intra-op "
         f"and {tf.config.threading.get_inter_op_parallelism_threads()} "
         "inter-op threads (0: TensorFlow's choice): median "
-        f"{statistics.median(times)*1e3:.2f} ms per call over {FLAGS.calls} calls ({len(op_count)} op types, "
+        f"{statistics.median(times)*1e3:.2f} ms per call over {FLAGS.calls} "
+        f"calls ({len(op_count)} op types, "
         f"{sum(op_count.values()) // n} ops per call, {total/1e3:.2f} ms of "
         "op time per call: ops run in parallel on the inter-op threads)")
   print()

@@ -360,9 +360,9 @@ def write_report(reports: Sequence[ModelReport], output_dir: str,
       f"{tf.config.threading.get_intra_op_parallelism_threads()} intra-op "
       f"and {tf.config.threading.get_inter_op_parallelism_threads()} "
       "inter-op threads (0: TensorFlow's choice). Latency: median of "
-      f"{latency_runs} calls of `serving_default` at batch 1; throughput: from the median of "
-      f"{throughput_runs} calls at batch {batch_size}; both on {seq_length} "
-      "tokens without padding, after warm-up calls, the models taking turns "
+      f"{latency_runs} calls of `serving_default` at batch 1; throughput: "
+      f"from the median of {throughput_runs} calls at batch {batch_size}; "
+      f"both on {seq_length} tokens without padding, after warm-up calls, the models taking turns "
       "in rounds. Accuracy: dev and test splits, features "
       "built with each export's own vocab.txt and max_seq_length. Timings "
       "depend on the machine and on whatever else runs on it.")
