@@ -271,10 +271,11 @@ def dropout(x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
 class _TraceSettings(threading.local):
   """What graphs traced in this thread take from the contexts below."""
   compute_dtype: tf.DType = tf.float32
-  # Inference splits each example's positions into this many blocks: each
-  # block's queries attend to every key and its rows go through the
-  # position-wise part on a branch of its own, which TensorFlow's executor
-  # runs concurrently on its inter-op threads.  Reason: oneDNN runs a matmul
+  # Inference splits each example's positions into this many blocks that
+  # stay apart from the first layer to the last, each on a branch of its own
+  # that TensorFlow's executor runs concurrently on its inter-op threads;
+  # they meet once a layer, to join their keys and values
+  # (`TransformerLayer.in_blocks`).  Reason: oneDNN runs a matmul
   # whose operands fit in L2 (every dense layer of a batch-1 request:
   # [128, 256] x [256, 1024] is 1.7 MB) on one thread, and its small
   # attention kernels pay more to hand work to a second thread than they
@@ -338,6 +339,26 @@ def block_sizes(length: tf.Tensor, blocks: int) -> tf.Tensor:
   (blocks may be empty)."""
   return tf.stack([(length * (i + 1)) // blocks - (length * i) // blocks
                    for i in range(blocks)])
+
+
+def split_positions(x: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor,
+                    blocks: int) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
+  """x [B*S, H] -> (`blocks` blocks of each example's positions,
+  [B*Q_i, H], and their lengths Q_i, from `block_sizes`)."""
+  width = x.shape[-1]
+  lengths = block_sizes(seq, blocks)
+  return [tf.reshape(block, [-1, width]) for block in tf.split(
+      tf.reshape(x, [batch, seq, width]), lengths, axis=1, num=blocks)
+          ], tf.unstack(lengths, num=blocks)
+
+
+def join_positions(x_blocks: list[tf.Tensor], batch: tf.Tensor,
+                   seq: tf.Tensor) -> tf.Tensor:
+  """The inverse of `split_positions`: x_blocks [B*Q_i, H] -> [B*S, H]."""
+  width = x_blocks[0].shape[-1]
+  return tf.reshape(tf.concat([tf.reshape(x, [batch, -1, width])
+                               for x in x_blocks], axis=1),
+                    [batch * seq, width])
 
 
 class Attention(tf.Module):
@@ -451,37 +472,33 @@ class TransformerLayer(tf.Module):
 
   def __call__(self, x, mask_adder, batch, seq, training: bool):
     """x [B*S, H] -> (y [B*S, H], scores, probs [B, N, S, S])."""
-    blocks = _settings.row_blocks
-    if training or blocks <= 1 or _compiled_whole_by_xla():
-      context, scores, probs = self.attention(x, mask_adder, batch, seq,
-                                              training)
-      return self._position_wise(x, context, training), scores, probs
-    return self._in_query_blocks(x, mask_adder, batch, seq, blocks)
+    context, scores, probs = self.attention(x, mask_adder, batch, seq,
+                                            training)
+    return self._position_wise(x, context, training), scores, probs
 
-  def _in_query_blocks(self, x, mask_adder, batch, seq, blocks: int):
-    """Inference with the positions in `blocks` blocks: each block's queries
-    attend to every key, then its rows go through the position-wise part,
-    all on branches TF's executor runs concurrently; the blocks join once,
-    at the end of the layer.  Same maths as without blocks (no sum is split).
-    x [B*S, H] -> (y [B*S, H], scores, probs [B, N, S, S])."""
-    width = x.shape[-1]
-    # Every block's einsums would transpose the keys and values again
-    # (batch 32: 1.45x faster attention with them transposed once).
-    keys, values = self.attention.keys_values(x, batch, seq, heads_major=True)
-    x_blocks = tf.split(tf.reshape(x, [batch, seq, width]),
-                        block_sizes(seq, blocks), axis=1, num=blocks)
+  def in_blocks(self, x_blocks: list[tf.Tensor], lengths: list[tf.Tensor],
+                mask_adder: tf.Tensor, batch: tf.Tensor
+                ) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor]:
+    """Inference on each example's positions in blocks, x_blocks [B*Q_i, H]
+    of lengths Q_i (`split_positions`) -> (y_blocks [B*Q_i, H], scores, probs
+    [B, N, S, S]).  Each block's keys and values come from its own rows on
+    its own branch; the layer's one join gathers them, then each block's
+    queries attend to every key and its rows go through the position-wise
+    part.  Same maths as `__call__` (no sum is split)."""
+    # Heads-major [B, N, Q_i, D] on each block's branch: every block's
+    # einsums would otherwise transpose the joined keys and values again.
+    parts = [self.attention.keys_values(rows, batch, length, heads_major=True)
+             for rows, length in zip(x_blocks, lengths)]
+    keys = tf.concat([k for k, _ in parts], axis=2)
+    values = tf.concat([v for _, v in parts], axis=2)
     ys, scores, probs = [], [], []
-    for x_block in x_blocks:
-      queries = tf.shape(x_block)[1]
-      rows = tf.reshape(x_block, [batch * queries, width])
+    for rows, length in zip(x_blocks, lengths):
       context, block_scores, block_probs = self.attention.attend(
-          rows, keys, values, mask_adder, batch, queries, heads_major=True)
-      ys.append(tf.reshape(self._position_wise(rows, context, False),
-                           [batch, queries, width]))
+          rows, keys, values, mask_adder, batch, length, heads_major=True)
+      ys.append(self._position_wise(rows, context, False))
       scores.append(block_scores)
       probs.append(block_probs)
-    y = tf.reshape(tf.concat(ys, axis=1), [batch * seq, width])
-    return y, tf.concat(scores, axis=2), tf.concat(probs, axis=2)
+    return ys, tf.concat(scores, axis=2), tf.concat(probs, axis=2)
 
   def _position_wise(self, x, context, training: bool):
     """x, context [N, H] -> y [N, H]: everything after the attention, each
@@ -556,11 +573,23 @@ class BertModel(tf.Module):
     # The encoder works on [B*S, H] matrices, as Google's does, so every
     # dense layer is a single 2-D matmul.
     x = tf.reshape(embedding_output, [batch * seq, self.config.hidden_size])
+    # Inference (outside XLA): the positions in blocks from the first layer
+    # to the last (`inference_row_blocks`); each layer's output is joined
+    # only for whoever reads it.
+    in_blocks = (not training and _settings.row_blocks > 1 and
+                 not _compiled_whole_by_xla())
+    if in_blocks:
+      x, lengths = split_positions(x, batch, seq, _settings.row_blocks)
     encoder_outputs, all_scores, all_probs = [], [], []
     for layer in self.layers:
-      x, scores, probs = layer(x, mask_adder, batch, seq, training)
+      if in_blocks:
+        x, scores, probs = layer.in_blocks(x, lengths, mask_adder, batch)
+        layer_output = join_positions(x, batch, seq)
+      else:
+        x, scores, probs = layer(x, mask_adder, batch, seq, training)
+        layer_output = x
       encoder_outputs.append(
-          tf.reshape(x, [batch, seq, self.config.hidden_size]))
+          tf.reshape(layer_output, [batch, seq, self.config.hidden_size]))
       all_scores.append(scores)
       all_probs.append(probs)
     sequence_output = encoder_outputs[-1] if encoder_outputs else embedding_output
