@@ -335,10 +335,12 @@ def _compiled_whole_by_xla() -> bool:
 
 
 def block_sizes(length: tf.Tensor, blocks: int) -> tf.Tensor:
-  """[blocks] int32 sizes that sum to `length` and differ by at most one
-  (blocks may be empty)."""
-  return tf.stack([(length * (i + 1)) // blocks - (length * i) // blocks
-                   for i in range(blocks)])
+  """[blocks] int32 sizes that sum to `length` and differ by at most one,
+  larger first: the first block holds position 0 whenever there is one
+  (later blocks may be empty)."""
+  def start(i):
+    return (length * i + blocks - 1) // blocks
+  return tf.stack([start(i + 1) - start(i) for i in range(blocks)])
 
 
 def split_positions(x: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor,
@@ -500,6 +502,30 @@ class TransformerLayer(tf.Module):
       probs.append(block_probs)
     return ys, tf.concat(scores, axis=2), tf.concat(probs, axis=2)
 
+  def first_positions(self, x, lengths: list[tf.Tensor] | None,
+                      mask_adder: tf.Tensor, batch: tf.Tensor,
+                      seq: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor,
+                                               tf.Tensor]:
+    """Inference for each example's first position only: x [B*S, H], or
+    its blocks with their `lengths` (`in_blocks`) -> (y [B, H], scores,
+    probs [B, N, 1, S]).  Every position's keys and values, one query per
+    example: the rows a classifier's pooler reads of the last layer."""
+    width = self.attention.query.kernel.shape[0]
+    if lengths is None:
+      keys, values = self.attention.keys_values(x, batch, seq)
+      first = tf.reshape(x, [batch, -1, width])[:, 0]
+    else:
+      parts = [self.attention.keys_values(rows, batch, length,
+                                          heads_major=True)
+               for rows, length in zip(x, lengths)]
+      keys = tf.concat([k for k, _ in parts], axis=2)
+      values = tf.concat([v for _, v in parts], axis=2)
+      first = tf.reshape(x[0], [batch, -1, width])[:, 0]
+    context, scores, probs = self.attention.attend(
+        first, keys, values, mask_adder, batch, 1,
+        heads_major=lengths is not None)
+    return self._position_wise(first, context, False), scores, probs
+
   def _position_wise(self, x, context, training: bool):
     """x, context [N, H] -> y [N, H]: everything after the attention, each
     row on its own (output dense, residual, LayerNorm, feed-forward)."""
@@ -561,8 +587,15 @@ class BertModel(tf.Module):
 
   def __call__(self, input_ids: tf.Tensor, input_mask: tf.Tensor | None = None,
                segment_ids: tf.Tensor | None = None,
-               training: bool = False) -> BertOutputs:
-    """input_ids, input_mask, segment_ids: int [B, S] -> BertOutputs."""
+               training: bool = False,
+               first_position_only: bool = False) -> BertOutputs:
+    """input_ids, input_mask, segment_ids: int [B, S] -> BertOutputs.
+
+    `first_position_only` (inference): the last layer computes only each
+    example's first position ([CLS]), all the pooler reads, so
+    `sequence_output` and the last layer's entries are [B, 1, H] and
+    [B, N, 1, S]; `pooled_output` is unchanged.  The last layer's other
+    rows are most of its work, wasted on a classifier."""
     if input_mask is None:
       input_mask = tf.ones_like(input_ids)
     if segment_ids is None:
@@ -580,16 +613,22 @@ class BertModel(tf.Module):
                  not _compiled_whole_by_xla())
     if in_blocks:
       x, lengths = split_positions(x, batch, seq, _settings.row_blocks)
+    else:
+      lengths = None
     encoder_outputs, all_scores, all_probs = [], [], []
-    for layer in self.layers:
-      if in_blocks:
+    for i, layer in enumerate(self.layers):
+      if first_position_only and not training and i == len(self.layers) - 1:
+        x, scores, probs = layer.first_positions(x, lengths, mask_adder,
+                                                 batch, seq)
+        layer_output = tf.reshape(x, [batch, 1, self.config.hidden_size])
+      elif in_blocks:
         x, scores, probs = layer.in_blocks(x, lengths, mask_adder, batch)
-        layer_output = join_positions(x, batch, seq)
+        layer_output = tf.reshape(join_positions(x, batch, seq),
+                                  [batch, seq, self.config.hidden_size])
       else:
         x, scores, probs = layer(x, mask_adder, batch, seq, training)
-        layer_output = x
-      encoder_outputs.append(
-          tf.reshape(layer_output, [batch, seq, self.config.hidden_size]))
+        layer_output = tf.reshape(x, [batch, seq, self.config.hidden_size])
+      encoder_outputs.append(layer_output)
       all_scores.append(scores)
       all_probs.append(probs)
     sequence_output = encoder_outputs[-1] if encoder_outputs else embedding_output
@@ -615,15 +654,22 @@ class BertClassifier(tf.Module):
               training: bool = False) -> tuple[tf.Tensor, BertOutputs]:
     """int [B, S] inputs -> (logits [B, C], BertOutputs)."""
     outputs = self.bert(input_ids, input_mask, segment_ids, training)
-    pooled = dropout(outputs.pooled_output, 0.1, training)
-    logits = tf.matmul(pooled, tf.cast(self.output_weights, pooled.dtype),
-                       transpose_b=True)
-    return tf.cast(logits, tf.float32) + self.output_bias, outputs
+    return self._logits(outputs.pooled_output, training), outputs
 
   def __call__(self, input_ids, input_mask, segment_ids,
                training: bool = False) -> tf.Tensor:
-    """int [B, S] inputs -> logits [B, C]."""
-    return self.forward(input_ids, input_mask, segment_ids, training)[0]
+    """int [B, S] inputs -> logits [B, C].  Inference runs the last layer
+    for [CLS] only (`BertModel`'s `first_position_only`): same logits."""
+    outputs = self.bert(input_ids, input_mask, segment_ids, training,
+                        first_position_only=not training)
+    return self._logits(outputs.pooled_output, training)
+
+  def _logits(self, pooled_output: tf.Tensor, training: bool) -> tf.Tensor:
+    """[B, H] -> logits [B, C], float32."""
+    pooled = dropout(pooled_output, 0.1, training)
+    logits = tf.matmul(pooled, tf.cast(self.output_weights, pooled.dtype),
+                       transpose_b=True)
+    return tf.cast(logits, tf.float32) + self.output_bias
 
 
 class MaskedLMHead(tf.Module):

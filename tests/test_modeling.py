@@ -170,7 +170,8 @@ def test_compute_dtype_stays_close_to_float32(dtype, tolerance):
       outputs.to_float32().sequence_output, ref_outputs.sequence_output,
       atol=10 * tolerance)
   # And back to float32 outside the context.
-  np.testing.assert_array_equal(model(ids, mask, segments), reference)
+  np.testing.assert_array_equal(model.forward(ids, mask, segments)[0],
+                                reference)
 
 
 def _op_types(function) -> set:
@@ -199,6 +200,44 @@ def test_inference_row_blocks_change_nothing_but_the_graph(shape):
     for got, expected in zip(outputs[blocks], outputs[1]):
       assert got.shape == expected.shape
       np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(2, 7), (3, 5), (1, 1), (0, 4)])
+def test_first_position_only_gives_the_same_logits(shape, blocks):
+  # A classifier's inference runs the last layer for [CLS] only; the
+  # logits and that position's outputs must be the full model's.
+  model = modeling.BertClassifier(tiny_config(), num_labels=2)
+  for v in model.variables:  # Non-zero biases, LayerNorm not the identity.
+    v.assign(tf.random.stateless_normal(v.shape, [1, len(v.name)], 0.02) +
+             (1.0 if "gamma" in v.name else 0.0))
+  rng = np.random.default_rng(1)
+  ids = tf.constant(rng.integers(1, tiny_config().vocab_size, shape), tf.int32)
+  mask = tf.constant((rng.random(shape) > 0.3).astype(np.int32))
+  segments = tf.constant(rng.integers(0, 2, shape), tf.int32)
+  with modeling.inference_row_blocks(blocks):
+    logits = tf.function(model).get_concrete_function(ids, mask, segments)
+    full = model.bert(ids, mask, segments)
+    first = model.bert(ids, mask, segments, first_position_only=True)
+  # The last layer's attention scores are one query long in the graph that
+  # serves logits (the test fails if the classifier computes every row).
+  score_shapes = [op.outputs[0].shape for op in logits.graph.get_operations()
+                  if op.type in ("Einsum", "BatchMatMulV2")]
+  assert [1, shape[1]] in [s.as_list()[-2:] for s in score_shapes]
+  np.testing.assert_allclose(logits(ids, mask, segments).numpy(),
+                             model.forward(ids, mask, segments)[0].numpy(),
+                             rtol=1e-5, atol=1e-6)
+  assert first.sequence_output.shape == [shape[0], 1, 32]
+  np.testing.assert_allclose(first.sequence_output.numpy(),
+                             full.sequence_output[:, :1].numpy(), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(first.attention_probs[-1].numpy(),
+                             full.attention_probs[-1][:, :, :1].numpy(),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(first.pooled_output.numpy(),
+                             full.pooled_output.numpy(), rtol=1e-5, atol=1e-6)
+  for got, expected in zip(first.encoder_outputs[:-1],
+                           full.encoder_outputs[:-1]):
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_training_steps_have_no_row_blocks():
