@@ -487,12 +487,7 @@ class TransformerLayer(tf.Module):
     its own branch; the layer's one join gathers them, then each block's
     queries attend to every key and its rows go through the position-wise
     part.  Same maths as `__call__` (no sum is split)."""
-    # Heads-major [B, N, Q_i, D] on each block's branch: every block's
-    # einsums would otherwise transpose the joined keys and values again.
-    parts = [self.attention.keys_values(rows, batch, length, heads_major=True)
-             for rows, length in zip(x_blocks, lengths)]
-    keys = tf.concat([k for k, _ in parts], axis=2)
-    values = tf.concat([v for _, v in parts], axis=2)
+    keys, values = self._joined_keys_values(x_blocks, lengths, batch)
     ys, scores, probs = [], [], []
     for rows, length in zip(x_blocks, lengths):
       context, block_scores, block_probs = self.attention.attend(
@@ -515,16 +510,24 @@ class TransformerLayer(tf.Module):
       keys, values = self.attention.keys_values(x, batch, seq)
       first = tf.reshape(x, [batch, -1, width])[:, 0]
     else:
-      parts = [self.attention.keys_values(rows, batch, length,
-                                          heads_major=True)
-               for rows, length in zip(x, lengths)]
-      keys = tf.concat([k for k, _ in parts], axis=2)
-      values = tf.concat([v for _, v in parts], axis=2)
+      keys, values = self._joined_keys_values(x, lengths, batch)
       first = tf.reshape(x[0], [batch, -1, width])[:, 0]
     context, scores, probs = self.attention.attend(
         first, keys, values, mask_adder, batch, 1,
         heads_major=lengths is not None)
     return self._position_wise(first, context, False), scores, probs
+
+  def _joined_keys_values(self, x_blocks: list[tf.Tensor],
+                         lengths: list[tf.Tensor], batch: tf.Tensor
+                         ) -> tuple[tf.Tensor, tf.Tensor]:
+    """Blocks x_blocks [B*Q_i, H] -> keys, values [B, N, S, D] of every
+    position: each block's own on its branch, then the layer's one join."""
+    # Heads-major [B, N, Q_i, D] on each block's branch: every block's
+    # einsums would otherwise transpose the joined keys and values again.
+    parts = [self.attention.keys_values(rows, batch, length, heads_major=True)
+             for rows, length in zip(x_blocks, lengths)]
+    return (tf.concat([k for k, _ in parts], axis=2),
+            tf.concat([v for _, v in parts], axis=2))
 
   def _position_wise(self, x, context, training: bool):
     """x, context [N, H] -> y [N, H]: everything after the attention, each
