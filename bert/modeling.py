@@ -349,9 +349,10 @@ def split_positions(x: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor,
   [B*Q_i, H], and their lengths Q_i, from `block_sizes`)."""
   width = x.shape[-1]
   lengths = block_sizes(seq, blocks)
-  return [tf.reshape(block, [-1, width]) for block in tf.split(
-      tf.reshape(x, [batch, seq, width]), lengths, axis=1, num=blocks)
-          ], tf.unstack(lengths, num=blocks)
+  split = tf.split(tf.reshape(x, [batch, seq, width]), lengths, axis=1,
+                   num=blocks)
+  return ([tf.reshape(block, [-1, width]) for block in split],
+          tf.unstack(lengths, num=blocks))
 
 
 def join_positions(x_blocks: list[tf.Tensor], batch: tf.Tensor,
