@@ -229,7 +229,8 @@ def test_first_position_only_gives_the_same_logits(shape, blocks):
                              rtol=1e-5, atol=1e-6)
   assert first.sequence_output.shape == [shape[0], 1, 32]
   np.testing.assert_allclose(first.sequence_output.numpy(),
-                             full.sequence_output[:, :1].numpy(), rtol=1e-5, atol=1e-6)
+                             full.sequence_output[:, :1].numpy(),
+                             rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(first.attention_probs[-1].numpy(),
                              full.attention_probs[-1][:, :, :1].numpy(),
                              rtol=1e-5, atol=1e-6)
@@ -237,7 +238,8 @@ def test_first_position_only_gives_the_same_logits(shape, blocks):
                              full.pooled_output.numpy(), rtol=1e-5, atol=1e-6)
   for got, expected in zip(first.encoder_outputs[:-1],
                            full.encoder_outputs[:-1]):
-    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_training_steps_have_no_row_blocks():
