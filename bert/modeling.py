@@ -355,13 +355,14 @@ def split_positions(x: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor,
           tf.unstack(lengths, num=blocks))
 
 
-def join_positions(x_blocks: list[tf.Tensor], batch: tf.Tensor,
-                   seq: tf.Tensor) -> tf.Tensor:
-  """The inverse of `split_positions`: x_blocks [B*Q_i, H] -> [B*S, H]."""
+def join_positions(x_blocks: list[tf.Tensor], lengths: list[tf.Tensor],
+                   batch: tf.Tensor) -> tf.Tensor:
+  """Undoes `split_positions`, per example: x_blocks [B*Q_i, H] of lengths
+  Q_i -> [B, S, H] (the lengths, not -1: a batch of 0 has no length to
+  infer)."""
   width = x_blocks[0].shape[-1]
-  return tf.reshape(tf.concat([tf.reshape(x, [batch, -1, width])
-                               for x in x_blocks], axis=1),
-                    [batch * seq, width])
+  return tf.concat([tf.reshape(x, [batch, length, width])
+                    for x, length in zip(x_blocks, lengths)], axis=1)
 
 
 class Attention(tf.Module):
@@ -627,8 +628,7 @@ class BertModel(tf.Module):
         layer_output = tf.reshape(x, [batch, 1, self.config.hidden_size])
       elif in_blocks:
         x, scores, probs = layer.in_blocks(x, lengths, mask_adder, batch)
-        layer_output = tf.reshape(join_positions(x, batch, seq),
-                                  [batch, seq, self.config.hidden_size])
+        layer_output = join_positions(x, lengths, batch)
       else:
         x, scores, probs = layer(x, mask_adder, batch, seq, training)
         layer_output = tf.reshape(x, [batch, seq, self.config.hidden_size])
