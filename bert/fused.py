@@ -203,9 +203,19 @@ def layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor,
   return norm(x, gamma, beta)
 
 
-def _random_uint16(shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+def _random_uint16(shape: tf.Tensor, seed: tf.Tensor,
+                   first_of: tf.Tensor | None = None) -> tf.Tensor:
   """Stateless uniform uint16 of `shape`: half the Philox words a float per
-  element costs (float masks took about 7% of a bfloat16 step)."""
+  element costs (float masks took about 7% of a bfloat16 step).
+
+  `first_of` S: a tensor of `shape` [..., W] is, row by row, the first of
+  every S rows of a full [..., S, W] one (a classifier's last layer run
+  for [CLS] only): it gets that full tensor's bits for those rows, so its
+  mask is the one the full layer would have drawn.
+  """
+  if first_of is not None:
+    full = tf.concat([shape[:-1], [first_of], shape[-1:]], 0)
+    return _random_uint16(full, seed)[..., 0, :]
   size = tf.reduce_prod(shape)
   words = tf.random.stateless_uniform([(size + 1) // 2], seed, minval=None,
                                       maxval=None, dtype=tf.uint32)
@@ -226,11 +236,13 @@ def _drop(x, bits, rate: float):
 _dropout_apply = tf.function(_drop, jit_compile=True)
 
 
-def dropout(x: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
+def dropout(x: tf.Tensor, rate: float, seed: tf.Tensor,
+            first_of: tf.Tensor | None = None) -> tf.Tensor:
   """Inverted dropout, a pure function of `seed` ([2] int): an element is
   dropped when its 16-bit random number is below rate * 65536 (the rate to
-  within 2^-17), the rest are scaled by 1 / (1 - rate)."""
-  bits = _random_uint16(tf.shape(x), seed)
+  within 2^-17), the rest are scaled by 1 / (1 - rate).  `first_of`: see
+  `_random_uint16`."""
+  bits = _random_uint16(tf.shape(x), seed, first_of)
 
   @tf.custom_gradient
   def drop(x):
@@ -254,17 +266,21 @@ def _softmax_backward(d_out, probs, bits=None, rate=0.0):
 
 def attention_softmax(scores: tf.Tensor, mask_adder: tf.Tensor,
                       rate: float = 0.0,
-                      seed: tf.Tensor | None = None) -> tf.Tensor:
-  """dropout(softmax(scores + mask_adder)): scores [B, N, S, S] in any float
-  dtype, float32 mask_adder [B, 1, 1, S] (0 or -10000) -> [B, N, S, S] in
-  scores' dtype; no dropout without `seed`.
+                      seed: tf.Tensor | None = None,
+                      first_of: tf.Tensor | None = None) -> tf.Tensor:
+  """dropout(softmax(scores + mask_adder)): scores [B, N, Q, S] in any float
+  dtype, float32 mask_adder [B, 1, 1, S] (0 or -10000) -> [B, N, Q, S] in
+  scores' dtype; no dropout without `seed`.  `first_of` S (Q = 1, each
+  example's first query only): the mask the full [B, N, S, S] would draw
+  for that query (`_random_uint16`).
 
   The forward pass is oneDNN's softmax in scores' dtype (the mask's add is
   exact there for kept positions, and a masked one's exp is 0 either way);
   the backward pass (dropout's mask, the softmax's gradient, float32 inside)
   is one XLA kernel instead of seven ops, four of them casts in bfloat16.
   """
-  bits = None if seed is None else _random_uint16(tf.shape(scores), seed)
+  bits = (None if seed is None else
+          _random_uint16(tf.shape(scores), seed, first_of))
 
   @tf.custom_gradient
   def softmax(scores):
@@ -299,13 +315,15 @@ def _residual_norm_backward(dy, normed, inv_std, gamma, bits, rate,
 def dropout_add_layer_norm(y: tf.Tensor, residual: tf.Tensor,
                            gamma: tf.Tensor, beta: tf.Tensor, epsilon: float,
                            rate: float, seed: tf.Tensor,
-                           bias: tf.Tensor | None = None) -> tf.Tensor:
+                           bias: tf.Tensor | None = None,
+                           first_of: tf.Tensor | None = None) -> tf.Tensor:
   """LayerNorm(residual + dropout(y (+ bias))), a transformer layer's
   residual connection after its dense layer, as one kernel each way:
   y, residual [..., H] in one float dtype, float32 gamma/beta/bias [H] ->
-  [..., H] in residual's dtype.  The same mask as `dropout(y, rate, seed)`;
-  the sums are taken in float32.  `bias`: see `bias_in_kernels`."""
-  bits = _random_uint16(tf.shape(y), seed)
+  [..., H] in residual's dtype.  The same mask as `dropout(y, rate, seed,
+  first_of)`; the sums are taken in float32.  `bias`: see
+  `bias_in_kernels`."""
+  bits = _random_uint16(tf.shape(y), seed, first_of)
   inputs = [y, residual, gamma, beta] + ([] if bias is None else [bias])
 
   @tf.custom_gradient

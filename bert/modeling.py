@@ -207,17 +207,19 @@ class LayerNorm(tf.Module):
     return tf.cast(y, x.dtype)
 
   def add_and_norm(self, residual: tf.Tensor, dense: "Dense", x: tf.Tensor,
-                   dropout_rate: float, training: bool) -> tf.Tensor:
+                   dropout_rate: float, training: bool,
+                   first_of: tf.Tensor | None = None) -> tf.Tensor:
     """LayerNorm(residual + dropout(dense(x))), residual [N, H], x [N, in]:
     a residual connection.  In the training step, one XLA kernel each way
-    after the bias-less matmul."""
+    after the bias-less matmul.  `first_of`: see `dropout`."""
     seed = _next_dropout_seed() if training and dropout_rate else None
     if seed is None:
       return self(residual + dropout(dense(x), dropout_rate, training),
                   training)
     y, bias = dense.for_kernel(x, training)
     return fused.dropout_add_layer_norm(y, residual, self.gamma, self.beta,
-                                        1e-12, dropout_rate, seed, bias)
+                                        1e-12, dropout_rate, seed, bias,
+                                        first_of)
 
 
 class _DropoutSeed(threading.local):
@@ -257,15 +259,18 @@ def _next_dropout_seed() -> tf.Tensor | None:
   return call_seed
 
 
-def dropout(x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
+def dropout(x: tf.Tensor, rate: float, training: bool,
+            first_of: tf.Tensor | None = None) -> tf.Tensor:
   """Inverted dropout; stateless inside `dropout_seed` (`fused.dropout`),
-  stateful outside."""
+  stateful outside.  `first_of` S: x [..., W] holds the first of every S
+  rows of the tensor the full layer would drop out, and gets their mask
+  (the last layer run for [CLS] only)."""
   if not training or rate == 0.0:
     return x
   seed = _next_dropout_seed()
   if seed is None:
     return tf.nn.dropout(x, rate=rate)
-  return fused.dropout(x, rate, seed)
+  return fused.dropout(x, rate, seed, first_of)
 
 
 class _TraceSettings(threading.local):
@@ -412,10 +417,12 @@ class Attention(tf.Module):
 
   def attend(self, x: tf.Tensor, keys: tf.Tensor, values: tf.Tensor,
              mask_adder: tf.Tensor, batch: tf.Tensor, queries: tf.Tensor,
-             training: bool = False, heads_major: bool = False):
+             training: bool = False, heads_major: bool = False,
+             first_of: tf.Tensor | None = None):
     """The `queries` positions x [B*Q, H] attend to keys, values
     [B, S, N, D] ([B, N, S, D] when `heads_major`) -> (context [B*Q, H],
-    scores [B, N, Q, S] (masked, pre-softmax), probs [B, N, Q, S])."""
+    scores [B, N, Q, S] (masked, pre-softmax), probs [B, N, Q, S]).
+    `first_of` S: Q = 1, each example's first position (see `dropout`)."""
     kv = "bntd" if heads_major else "btnd"
     # Google scales the [B, N, S, S] scores; scaling q ([B, S, H]) is the
     # same product with S/D times fewer multiplies (bit-equal when D is a
@@ -427,15 +434,31 @@ class Attention(tf.Module):
     scores = tf.cast(scores, tf.float32) + mask_adder
     probs = tf.cast(tf.nn.softmax(scores), x.dtype)
     context = tf.einsum(f"bnst,{kv}->bsnd",
-                        dropout(probs, self.dropout_rate, training), values)
+                        dropout(probs, self.dropout_rate, training,
+                                first_of), values)
     context = tf.reshape(context, [batch * queries,
                                    self.num_heads * self.head_size])
     return context, scores, probs
 
-  def _heads_major(self, x, mask_adder, batch, seq):
+  def first_query(self, x: tf.Tensor, first: tf.Tensor,
+                  mask_adder: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor,
+                  training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Each example's first position, `first` [B, H] (x's rows 0, S, ...),
+    attends to every position of x [B*S, H] -> (context [B, H], scores,
+    probs [B, N, 1, S]); in training with the dropout mask `__call__` would
+    draw for those rows."""
+    if training and not _compiled_whole_by_xla():
+      return self._heads_major(x, mask_adder, batch, seq, first_only=True)
+    keys, values = self.keys_values(x, batch, seq)
+    return self.attend(first, keys, values, mask_adder, batch, 1, training,
+                       first_of=seq)
+
+  def _heads_major(self, x, mask_adder, batch, seq, first_only=False):
     """Training: heads-major [B, N, S, D] and batched matmuls (2x faster
     than the einsums, forward and backward, at [32, 128, 4, 64]); q, k and
-    v from one matmul (`fused.split_heads`)."""
+    v from one matmul (`fused.split_heads`).  `first_only`: the queries of
+    each example's first position only (`first_query`; the other rows'
+    queries come out of the one matmul unused)."""
     projections = (self.query, self.key, self.value)
     kernel = tf.concat([tf.cast(d.kernel, x.dtype) for d in projections], 1)
     qkv = tf.reshape(tf.matmul(x, kernel),
@@ -443,15 +466,16 @@ class Attention(tf.Module):
     q, k, v = fused.split_heads(
         qkv, tf.concat([d.bias for d in projections], 0), self.num_heads,
         self._q_scale)
-    scores = tf.matmul(q, k, transpose_b=True)
+    queries, first_of = (1, seq) if first_only else (seq, None)
+    scores = tf.matmul(q[:, :, :1] if first_only else q, k, transpose_b=True)
     seed = _next_dropout_seed() if self.dropout_rate else None
     dropped = fused.attention_softmax(scores, mask_adder, self.dropout_rate,
-                                      seed)
+                                      seed, first_of)
     if self.dropout_rate and seed is None:  # Outside `dropout_seed`.
       dropped = tf.nn.dropout(dropped, rate=self.dropout_rate)
     context = tf.matmul(dropped, v)
     context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]),
-                         [batch * seq, self.num_heads * self.head_size])
+                         [batch * queries, self.num_heads * self.head_size])
     # For distillation losses and tests; pruned from the step when unused.
     scores = tf.cast(scores, tf.float32) + mask_adder
     return context, scores, tf.cast(tf.nn.softmax(scores), x.dtype)
@@ -501,23 +525,25 @@ class TransformerLayer(tf.Module):
 
   def first_positions(self, x, lengths: list[tf.Tensor] | None,
                       mask_adder: tf.Tensor, batch: tf.Tensor,
-                      seq: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor,
-                                               tf.Tensor]:
-    """Inference for each example's first position only: x [B*S, H], or
-    its blocks with their `lengths` (`in_blocks`) -> (y [B, H], scores,
-    probs [B, N, 1, S]).  Every position's keys and values, one query per
-    example: the rows a classifier's pooler reads of the last layer."""
+                      seq: tf.Tensor, training: bool = False
+                      ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Each example's first position only: x [B*S, H], or at inference its
+    blocks with their `lengths` (`in_blocks`) -> (y [B, H], scores, probs
+    [B, N, 1, S]).  Every position's keys and values, one query per
+    example: the rows a classifier's pooler reads of the last layer.  In
+    training, the dropout masks of those rows in `__call__`."""
     width = self.attention.query.kernel.shape[0]
     if lengths is None:
-      keys, values = self.attention.keys_values(x, batch, seq)
       first = tf.reshape(x, [batch, -1, width])[:, 0]
+      context, scores, probs = self.attention.first_query(
+          x, first, mask_adder, batch, seq, training)
     else:
       keys, values = self._joined_keys_values(x, lengths, batch)
       first = tf.reshape(x[0], [batch, -1, width])[:, 0]
-    context, scores, probs = self.attention.attend(
-        first, keys, values, mask_adder, batch, 1,
-        heads_major=lengths is not None)
-    return self._position_wise(first, context, False), scores, probs
+      context, scores, probs = self.attention.attend(
+          first, keys, values, mask_adder, batch, 1, heads_major=True)
+    return (self._position_wise(first, context, training, first_of=seq),
+            scores, probs)
 
   def _joined_keys_values(self, x_blocks: list[tf.Tensor],
                          lengths: list[tf.Tensor], batch: tf.Tensor
@@ -531,18 +557,22 @@ class TransformerLayer(tf.Module):
     return (tf.concat([k for k, _ in parts], axis=2),
             tf.concat([v for _, v in parts], axis=2))
 
-  def _position_wise(self, x, context, training: bool):
+  def _position_wise(self, x, context, training: bool,
+                     first_of: tf.Tensor | None = None):
     """x, context [N, H] -> y [N, H]: everything after the attention, each
-    row on its own (output dense, residual, LayerNorm, feed-forward)."""
+    row on its own (output dense, residual, LayerNorm, feed-forward).
+    `first_of`: see `dropout`."""
     attended = self.attention_norm.add_and_norm(
-        x, self.attention_output, context, self.dropout_rate, training)
+        x, self.attention_output, context, self.dropout_rate, training,
+        first_of)
     if training and self.activation is gelu:
       # Google's GELU (and the dense layer's bias) in one XLA kernel.
       hidden = fused.gelu(*self.intermediate.for_kernel(attended, training))
     else:
       hidden = self.activation(self.intermediate(attended))
     return self.output_norm.add_and_norm(attended, self.output, hidden,
-                                         self.dropout_rate, training)
+                                         self.dropout_rate, training,
+                                         first_of)
 
 
 class BertOutputs(NamedTuple):
@@ -596,11 +626,12 @@ class BertModel(tf.Module):
                first_position_only: bool = False) -> BertOutputs:
     """input_ids, input_mask, segment_ids: int [B, S] -> BertOutputs.
 
-    `first_position_only` (inference): the last layer computes only each
-    example's first position ([CLS]), all the pooler reads, so
-    `sequence_output` and the last layer's entries are [B, 1, H] and
-    [B, N, 1, S]; `pooled_output` is unchanged.  The last layer's other
-    rows are most of its work, wasted on a classifier."""
+    `first_position_only`: the last layer computes only each example's
+    first position ([CLS]), all the pooler reads, so `sequence_output` and
+    the last layer's entries are [B, 1, H] and [B, N, 1, S];
+    `pooled_output` is unchanged, in training too (the same dropout masks
+    for those rows).  The last layer's other rows are most of its work,
+    wasted on a classifier."""
     if input_mask is None:
       input_mask = tf.ones_like(input_ids)
     if segment_ids is None:
@@ -622,9 +653,9 @@ class BertModel(tf.Module):
       lengths = None
     encoder_outputs, all_scores, all_probs = [], [], []
     for i, layer in enumerate(self.layers):
-      if first_position_only and not training and i == len(self.layers) - 1:
+      if first_position_only and i == len(self.layers) - 1:
         x, scores, probs = layer.first_positions(x, lengths, mask_adder,
-                                                 batch, seq)
+                                                 batch, seq, training)
         layer_output = tf.reshape(x, [batch, 1, self.config.hidden_size])
       elif in_blocks:
         x, scores, probs = layer.in_blocks(x, lengths, mask_adder, batch)
@@ -662,10 +693,12 @@ class BertClassifier(tf.Module):
 
   def __call__(self, input_ids, input_mask, segment_ids,
                training: bool = False) -> tf.Tensor:
-    """int [B, S] inputs -> logits [B, C].  Inference runs the last layer
-    for [CLS] only (`BertModel`'s `first_position_only`): same logits."""
+    """int [B, S] inputs -> logits [B, C], the last layer run for [CLS]
+    only (`BertModel`'s `first_position_only`): the same logits as
+    `forward`'s, and in training the same dropout masks and so the same
+    loss and gradients, for most of a layer's work less."""
     outputs = self.bert(input_ids, input_mask, segment_ids, training,
-                        first_position_only=not training)
+                        first_position_only=True)
     return self._logits(outputs.pooled_output, training)
 
   def _logits(self, pooled_output: tf.Tensor, training: bool) -> tf.Tensor:

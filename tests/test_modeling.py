@@ -242,6 +242,53 @@ def test_first_position_only_gives_the_same_logits(shape, blocks):
                                atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype,jit_compile,tolerance", [
+    (tf.float32, False, 1e-5), (tf.float32, True, 1e-4),
+    (tf.bfloat16, False, 0.02)])
+def test_first_position_only_trains_as_the_full_layer(dtype, jit_compile,
+                                                      tolerance):
+  # The classifier's training step runs the last layer for [CLS] only too:
+  # with the same dropout masks, its loss and every gradient must be those
+  # of the full layer (`forward`).
+  model = modeling.BertClassifier(
+      tiny_config(hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3),
+      num_labels=2)
+  for v in model.variables:
+    v.assign(tf.random.stateless_normal(v.shape, [2, len(v.name)], 0.05) +
+             (1.0 if "gamma" in v.name else 0.0))
+  rng = np.random.default_rng(2)
+  ids = tf.constant(rng.integers(1, 64, (3, 9)), tf.int32)
+  mask = tf.constant((rng.random((3, 9)) > 0.2).astype(np.int32))
+  segments = tf.constant(rng.integers(0, 2, (3, 9)), tf.int32)
+  labels = tf.constant([0, 1, 1])
+
+  def loss_and_grads(first_only: bool, seed):
+    with modeling.compute_dtype(dtype), modeling.dropout_seed(seed):
+      with tf.GradientTape() as tape:
+        logits = (model(ids, mask, segments, training=True) if first_only
+                  else model.forward(ids, mask, segments, training=True)[0])
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels, logits))
+    grads = tape.gradient(loss, model.trainable_variables)
+    return [loss] + [tf.convert_to_tensor(g) for g in grads]
+
+  step = tf.function(loss_and_grads, jit_compile=jit_compile)
+  seed = tf.constant([7, 3], tf.int64)
+  full, first = step(False, seed), step(True, seed)
+  for got, expected in zip(first, full):
+    np.testing.assert_allclose(got.numpy(), expected.numpy(),
+                               rtol=tolerance, atol=tolerance)
+  # The masks matter (another seed, another loss), and the step graph's
+  # last attention is one query long.
+  assert abs(float(step(True, tf.constant([8, 3], tf.int64))[0]) -
+             float(first[0])) > 1e-3
+  graph = step.get_concrete_function(True, seed).graph
+  score_shapes = [op.outputs[0].shape.as_list()[-2:]
+                  for op in graph.get_operations()
+                  if op.type in ("Einsum", "BatchMatMulV2")]
+  assert [1, 9] in score_shapes
+
+
 def test_training_steps_have_no_row_blocks():
   model = modeling.BertClassifier(tiny_config(), num_labels=2)
   ids, mask, segments = batch()
