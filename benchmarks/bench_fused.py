@@ -1,16 +1,25 @@
-"""Benchmark: the training step with and without `bert/fused.py`'s kernels.
+"""Benchmark: the training step against what it replaced.
 
 Both steps live in one process and take turns (interleaved rounds), so a
-change in the machine's load hits both alike.  The plain step is the same
-`training.Trainer` step with the plain TensorFlow ops patched back in while
-it is traced: oneDNN's MatMul+BiasAdd, tanh GELU, `tf.nn.moments`
-LayerNorm, the residual's add, `tf.nn.experimental.stateless_dropout`, the
-attention's einsums over [B, S, N, D] and Adam's per-op update.  Random
-weights, sequences of `--seq_length` real tokens.
+change in the machine's load hits both alike.  `--baseline`:
+
+  plain_ops        the same `training.Trainer` step with the plain
+                   TensorFlow ops patched back in while it is traced
+                   (before `bert/fused.py`'s kernels): oneDNN's
+                   MatMul+BiasAdd, tanh GELU, `tf.nn.moments` LayerNorm, the
+                   residual's add, `tf.nn.experimental.stateless_dropout`,
+                   the attention's einsums over [B, S, N, D] and Adam's
+                   per-op update;
+  full_last_layer  the classifier's logits from `forward`, whose last layer
+                   computes every position (before the step ran it for
+                   [CLS] only).
+
+Random weights, sequences of `--seq_length` real tokens.
 
   python benchmarks/bench_fused.py --precision=mixed_bfloat16
   python benchmarks/bench_fused.py --layers=3 --batch=16 --seq_length=64 \
       --jit_compile          # the quickstart teacher's step
+  python benchmarks/bench_fused.py --baseline=full_last_layer
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ flags.DEFINE_integer("seq_length", 128, "Tokens per example, all real.")
 flags.DEFINE_bool("jit_compile", False, "Both steps compiled whole by XLA.")
 flags.DEFINE_integer("rounds", 5, "Interleaved rounds.")
 flags.DEFINE_integer("steps", 6, "Timed steps per round and step.")
+flags.DEFINE_enum("baseline", "plain_ops", ["plain_ops", "full_last_layer"],
+                  "What the step is compared with (see the docstring).")
 
 
 @contextlib.contextmanager
@@ -54,12 +65,13 @@ def plain_ops():
     del training  # LayerNorm's own inference maths, as training ran it.
     return inference_norm(self, x)
 
-  def add_and_norm(self, residual, dense, x, dropout_rate, training):
+  def add_and_norm(self, residual, dense, x, dropout_rate, training,
+                   first_of=None):
     return self(residual + modeling.dropout(dense(x), dropout_rate,
-                                            training))
+                                            training, first_of))
 
-  def attention(self, x, mask_adder, batch, seq, training):
-    return self._heads_last(x, mask_adder, batch, seq, training)
+  def attention(self, x, mask_adder, batch, seq, training, first_only=False):
+    return self._heads_last(x, mask_adder, batch, seq, training, first_only)
 
   def adam_per_variable(self, used, grads, lr, finite):
     for i, grad in zip(used, grads):
@@ -69,7 +81,7 @@ def plain_ops():
   patches = [
       (fused, "gelu", lambda x, bias=None: modeling.gelu(x)),
       (fused, "bias_in_kernels", lambda dtype: False),
-      (fused, "dropout", lambda x, rate, seed:
+      (fused, "dropout", lambda x, rate, seed, first_of=None:
        tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed)),
       (modeling.LayerNorm, "__call__", layer_norm),
       (modeling.LayerNorm, "add_and_norm", add_and_norm),
@@ -86,31 +98,35 @@ def plain_ops():
       setattr(owner, name, value)
 
 
-def make_step(work_dir: str, name: str):
+def make_step(work_dir: str, name: str, full_last_layer: bool = False):
   """A Trainer step for a fresh model -> a function running one step."""
   from bert import modeling
   model = modeling.BertClassifier(
       modeling.sized_config(4000, FLAGS.layers, FLAGS.hidden), num_labels=2)
   return runs.synthetic_train_step(
       model, 4000, FLAGS.batch, FLAGS.seq_length,
-      os.path.join(work_dir, name), FLAGS.precision, FLAGS.jit_compile)
+      os.path.join(work_dir, name), FLAGS.precision, FLAGS.jit_compile,
+      full_last_layer)
 
 
 def main(argv):
   del argv
   from bert.report import call_times  # Each call waits for its work.
   work_dir = tempfile.mkdtemp(prefix="bench_fused_")
-  steps = {"plain": make_step(work_dir, "plain"),
-           "fused": make_step(work_dir, "fused")}
-  with plain_ops():
-    steps["plain"]()  # Traced (and compiled) with the plain ops.
+  baseline = FLAGS.baseline
+  steps = {baseline: make_step(work_dir, baseline,
+                               baseline == "full_last_layer"),
+           "this step": make_step(work_dir, "this")}
+  if baseline == "plain_ops":
+    with plain_ops():
+      steps[baseline]()  # Traced (and compiled) with the plain ops.
   for step in steps.values():
     call_times(step, 2)
   ms = {name: [] for name in steps}
   for _ in range(FLAGS.rounds):
     for name, step in steps.items():
       ms[name].append(1e3 * statistics.median(call_times(step, FLAGS.steps)))
-  ratios = [p / f for p, f in zip(ms["plain"], ms["fused"])]
+  ratios = [b / t for b, t in zip(ms[baseline], ms["this step"])]
   print(f"{FLAGS.layers} x {FLAGS.hidden}, batch {FLAGS.batch}, "
         f"{FLAGS.seq_length} tokens, {FLAGS.precision}, jit_compile "
         f"{FLAGS.jit_compile}, {FLAGS.rounds} rounds of {FLAGS.steps} steps")
@@ -119,7 +135,7 @@ def main(argv):
   for name, values in ms.items():
     median = statistics.median(values)
     print(f"| {name} | {median:.0f} | {FLAGS.batch / median * 1e3:.1f} |")
-  print(f"fused is {statistics.median(ratios):.2f}x plain "
+  print(f"this step is {statistics.median(ratios):.2f}x {baseline} "
         f"({min(ratios):.2f}-{max(ratios):.2f} over the rounds)")
 
 

@@ -30,10 +30,12 @@ def export_synthetic(model, config, work_dir: str, max_seq_length: int,
 
 def synthetic_train_step(model, vocab_size: int, batch: int, seq: int,
                          output_dir: str, precision: str = "float32",
-                         jit_compile: bool = False):
+                         jit_compile: bool = False,
+                         full_last_layer: bool = False):
   """`training.Trainer`'s step for a BertClassifier on one fixed batch of
   `seq` random real tokens (cross-entropy on random labels) -> a function
-  running one step to completion."""
+  running one step to completion.  `full_last_layer`: the logits from
+  `forward`, whose last layer computes every position, not [CLS] only."""
   import numpy as np
   import tensorflow as tf
   from bert import training
@@ -48,8 +50,9 @@ def synthetic_train_step(model, vocab_size: int, batch: int, seq: int,
 
   def loss_fn(f, is_training, step):
     del step
-    logits = model(f["input_ids"], f["input_mask"], f["segment_ids"],
-                   training=is_training)
+    inputs = (f["input_ids"], f["input_mask"], f["segment_ids"])
+    logits = (model.forward(*inputs, training=is_training)[0]
+              if full_last_layer else model(*inputs, training=is_training))
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
         f["label_ids"], logits)), {}
 

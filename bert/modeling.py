@@ -370,6 +370,12 @@ def join_positions(x_blocks: list[tf.Tensor], lengths: list[tf.Tensor],
                     for x, length in zip(x_blocks, lengths)], axis=1)
 
 
+def first_rows(x: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
+  """x [B*Q, H], each example's Q rows in turn -> [B, H], each example's
+  first row (position 0: [CLS])."""
+  return tf.reshape(x, [batch, -1, x.shape[-1]])[:, 0]
+
+
 class Attention(tf.Module):
   """Multi-head self-attention: `attention/self/{query,key,value}`."""
 
@@ -385,21 +391,27 @@ class Attention(tf.Module):
     self.value = Dense(f"{scope}/value", h, h, std)
 
   def __call__(self, x: tf.Tensor, mask_adder: tf.Tensor, batch: tf.Tensor,
-               seq: tf.Tensor, training: bool):
+               seq: tf.Tensor, training: bool, first_only: bool = False):
     """x [B*S, H], mask_adder [B, 1, 1, S] ->
-    (context [B*S, H], scores [B, N, S, S] (masked, pre-softmax),
-     probs [B, N, S, S])."""
+    (context [B*Q, H], scores [B, N, Q, S] (masked, pre-softmax),
+     probs [B, N, Q, S]), Q = S; with `first_only` Q = 1: each example's
+    first position attends to all, in training with the dropout mask the
+    full attention draws for it."""
     if training and not _compiled_whole_by_xla():
-      return self._heads_major(x, mask_adder, batch, seq)
-    return self._heads_last(x, mask_adder, batch, seq, training)
+      return self._heads_major(x, mask_adder, batch, seq, first_only)
+    return self._heads_last(x, mask_adder, batch, seq, training, first_only)
 
-  def _heads_last(self, x, mask_adder, batch, seq, training: bool):
+  def _heads_last(self, x, mask_adder, batch, seq, training: bool,
+                  first_only: bool = False):
     """Inference (and steps compiled whole by XLA, where `training` may be
     True): heads stay [B, S, N, D] and einsum contracts them where
     they are, instead of four transposes per layer to [B, N, S, D] and back
     (at batch 1 each cost ~95 us in oneDNN; the einsums take most of that
     back: 1.03-1.07x faster at batch 1; see README)."""
     keys, values = self.keys_values(x, batch, seq)
+    if first_only:
+      return self.attend(first_rows(x, batch), keys, values, mask_adder,
+                         batch, 1, training, first_of=seq)
     return self.attend(x, keys, values, mask_adder, batch, seq, training)
 
   def keys_values(self, x: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor,
@@ -440,25 +452,11 @@ class Attention(tf.Module):
                                    self.num_heads * self.head_size])
     return context, scores, probs
 
-  def first_query(self, x: tf.Tensor, first: tf.Tensor,
-                  mask_adder: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor,
-                  training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Each example's first position, `first` [B, H] (x's rows 0, S, ...),
-    attends to every position of x [B*S, H] -> (context [B, H], scores,
-    probs [B, N, 1, S]); in training with the dropout mask `__call__` would
-    draw for those rows."""
-    if training and not _compiled_whole_by_xla():
-      return self._heads_major(x, mask_adder, batch, seq, first_only=True)
-    keys, values = self.keys_values(x, batch, seq)
-    return self.attend(first, keys, values, mask_adder, batch, 1, training,
-                       first_of=seq)
-
   def _heads_major(self, x, mask_adder, batch, seq, first_only=False):
     """Training: heads-major [B, N, S, D] and batched matmuls (2x faster
     than the einsums, forward and backward, at [32, 128, 4, 64]); q, k and
-    v from one matmul (`fused.split_heads`).  `first_only`: the queries of
-    each example's first position only (`first_query`; the other rows'
-    queries come out of the one matmul unused)."""
+    v from one matmul (`fused.split_heads`; with `first_only` the other
+    rows' queries come out of it unused)."""
     projections = (self.query, self.key, self.value)
     kernel = tf.concat([tf.cast(d.kernel, x.dtype) for d in projections], 1)
     qkv = tf.reshape(tf.matmul(x, kernel),
@@ -532,14 +530,13 @@ class TransformerLayer(tf.Module):
     [B, N, 1, S]).  Every position's keys and values, one query per
     example: the rows a classifier's pooler reads of the last layer.  In
     training, the dropout masks of those rows in `__call__`."""
-    width = self.attention.query.kernel.shape[0]
     if lengths is None:
-      first = tf.reshape(x, [batch, -1, width])[:, 0]
-      context, scores, probs = self.attention.first_query(
-          x, first, mask_adder, batch, seq, training)
+      context, scores, probs = self.attention(x, mask_adder, batch, seq,
+                                              training, first_only=True)
+      first = first_rows(x, batch)
     else:
       keys, values = self._joined_keys_values(x, lengths, batch)
-      first = tf.reshape(x[0], [batch, -1, width])[:, 0]
+      first = first_rows(x[0], batch)
       context, scores, probs = self.attention.attend(
           first, keys, values, mask_adder, batch, 1, heads_major=True)
     return (self._position_wise(first, context, training, first_of=seq),
