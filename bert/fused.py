@@ -203,61 +203,105 @@ def layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor,
   return norm(x, gamma, beta)
 
 
-def _random_uint16(shape: tf.Tensor, seed: tf.Tensor,
-                   first_of: tf.Tensor | None = None) -> tf.Tensor:
-  """Stateless uniform uint16 of `shape`: half the Philox words a float per
-  element costs (float masks took about 7% of a bfloat16 step).
+def _mix32(h: tf.Tensor) -> tf.Tensor:
+  """uint32 -> uint32: a bijective integer hash in which every input bit
+  flips every output bit with probability ~1/2 (Chris Wellons's lowbias32)."""
+  h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
+  h *= tf.constant(0x7FEB352D, tf.uint32)
+  h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 15))
+  h *= tf.constant(0x846CA68B, tf.uint32)
+  return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
+
+
+def _mask_keys(seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  """[2] int seed -> two uint32 keys: the first from the seed's first
+  int64, the second from all 128 bits."""
+  w = tf.unstack(tf.reshape(tf.bitcast(tf.cast(seed, tf.int64), tf.uint32),
+                            [4]))
+  first = _mix32(tf.bitwise.bitwise_xor(
+      w[0], _mix32(w[1] + tf.constant(0x9E3779B9, tf.uint32))))
+  second = _mix32(tf.bitwise.bitwise_xor(
+      w[2], _mix32(tf.bitwise.bitwise_xor(w[3], first))))
+  return first, second
+
+
+def _kept(shape: tf.Tensor, seed: tf.Tensor, rate: float,
+          first_of: tf.Tensor | None = None) -> tf.Tensor:
+  """bool of `shape` [..., W]: which elements dropout keeps, a pure function
+  of `seed` and each element's flat index.  Computed inside the XLA kernels
+  that apply the mask, forward and again backward: no mask tensor is
+  stored, and no random-number op runs.
+
+  Element i is kept when hash(i) >= rate * 2^32 (the rate to within
+  2^-33), hash(i) = mix(mix(i + key1) xor key2), `_mix32` keyed by the
+  seed: a counter-based generator, as Philox is, with 2 rounds of a strong
+  32-bit mixer instead of 10 of Philox's (dropout needs masks that are
+  uniform and unrelated across elements and seeds, not a cryptographic
+  stream).  TensorFlow's Philox kernel took 8% of a bfloat16 training step
+  (27 of 348 ms at 4 x 256) and its bits a pass over memory each way;
+  this costs a few integer ops per element in loops XLA vectorises.  The
+  index is taken modulo 2^32: masks would repeat within one tensor of more
+  than 4.3e9 elements.
 
   `first_of` S: a tensor of `shape` [..., W] is, row by row, the first of
-  every S rows of a full [..., S, W] one (a classifier's last layer run
-  for [CLS] only): it gets that full tensor's bits for those rows, so its
-  mask is the one the full layer would have drawn.
+  every S rows of a full [..., S, W] one (a classifier's last layer run for
+  [CLS] only): its elements take their indices in that full tensor, so its
+  mask is the one the full layer draws.
   """
-  if first_of is not None:
-    full = tf.concat([shape[:-1], [first_of], shape[-1:]], 0)
-    return _random_uint16(full, seed)[..., 0, :]
-  size = tf.reduce_prod(shape)
-  words = tf.random.stateless_uniform([(size + 1) // 2], seed, minval=None,
-                                      maxval=None, dtype=tf.uint32)
-  return tf.reshape(tf.reshape(tf.bitcast(words, tf.uint16), [-1])[:size],
-                    shape)
+  width = shape[-1]
+  rows = tf.reduce_prod(shape[:-1])
+  row_stride = width if first_of is None else width * first_of
+  key1, key2 = _mask_keys(seed)
+  # The key joins the [1, W] term before the broadcast: a [rows, W] index
+  # without it is a constant XLA would fold into the executable (4 bytes an
+  # element, 400 MB for BERT-Base's [32, 12, 512, 512] attention).
+  keyed_index = (tf.cast(tf.range(rows), tf.uint32)[:, None] *
+                 tf.cast(row_stride, tf.uint32) +
+                 (tf.cast(tf.range(width), tf.uint32) + key1)[None, :])
+  hashed = _mix32(tf.bitwise.bitwise_xor(_mix32(keyed_index), key2))
+  threshold = min(round(rate * 2.0**32), 2**32 - 1)
+  return tf.reshape(hashed >= tf.constant(threshold, tf.uint32), shape)
 
 
-def _threshold(rate: float) -> int:
-  return min(round(rate * 65536), 65535)
-
-
-def _drop(x, bits, rate: float):
-  kept = bits >= tf.constant(_threshold(rate), tf.uint16)
-  return tf.where(kept, x * tf.cast(1.0 / (1.0 - rate), x.dtype),
-                  tf.zeros_like(x))
+def _drop(x, seed, rate: float, first_of=None):
+  """x's dropout: the kept elements scaled by 1 / (1 - rate), the others 0."""
+  return tf.where(_kept(tf.shape(x), seed, rate, first_of),
+                  x * tf.cast(1.0 / (1.0 - rate), x.dtype), tf.zeros_like(x))
 
 
 _dropout_apply = tf.function(_drop, jit_compile=True)
 
 
+def _mask_inputs(seed: tf.Tensor, first_of: tf.Tensor | None
+                 ) -> tuple[tf.Tensor, tf.Tensor | None]:
+  """A mask's seed and `first_of`, captured for a backward kernel."""
+  if first_of is None:
+    return _captured(seed)[0], None
+  return tuple(_captured(seed, first_of))
+
+
 def dropout(x: tf.Tensor, rate: float, seed: tf.Tensor,
             first_of: tf.Tensor | None = None) -> tf.Tensor:
-  """Inverted dropout, a pure function of `seed` ([2] int): an element is
-  dropped when its 16-bit random number is below rate * 65536 (the rate to
-  within 2^-17), the rest are scaled by 1 / (1 - rate).  `first_of`: see
-  `_random_uint16`."""
-  bits = _random_uint16(tf.shape(x), seed, first_of)
+  """Inverted dropout, a pure function of `seed` ([2] int) and each
+  element's index: the elements `_kept` keeps are scaled by 1 / (1 - rate),
+  the rest are 0.  `first_of`: see `_kept`."""
 
   @tf.custom_gradient
   def drop(x):
-    # The backward is the same select of the same mask, scaled alike.
-    return (_dropout_apply(x, bits, rate),
-            lambda dy: _dropout_apply(dy, *_captured(bits), rate))
+    def grad(dy):
+      # The same select of the same mask, scaled alike.
+      mask_seed, mask_first_of = _mask_inputs(seed, first_of)
+      return _dropout_apply(dy, mask_seed, rate, mask_first_of)
+    return _dropout_apply(x, seed, rate, first_of), grad
 
   return drop(x)
 
 
 @tf.function(jit_compile=True)
-def _softmax_backward(d_out, probs, bits=None, rate=0.0):
+def _softmax_backward(d_out, probs, seed=None, rate=0.0, first_of=None):
   d_probs = tf.cast(d_out, tf.float32)
-  if bits is not None:
-    d_probs = _drop(d_probs, bits, rate)
+  if seed is not None:
+    d_probs = _drop(d_probs, seed, rate, first_of)
   p32 = tf.cast(probs, tf.float32)
   return tf.cast(
       p32 * (d_probs - tf.reduce_sum(d_probs * p32, -1, keepdims=True)),
@@ -271,43 +315,45 @@ def attention_softmax(scores: tf.Tensor, mask_adder: tf.Tensor,
   """dropout(softmax(scores + mask_adder)): scores [B, N, Q, S] in any float
   dtype, float32 mask_adder [B, 1, 1, S] (0 or -10000) -> [B, N, Q, S] in
   scores' dtype; no dropout without `seed`.  `first_of` S (Q = 1, each
-  example's first query only): the mask the full [B, N, S, S] would draw
-  for that query (`_random_uint16`).
+  example's first query only): the mask the full [B, N, S, S] draws for
+  that query (`_kept`).
 
   The forward pass is oneDNN's softmax in scores' dtype (the mask's add is
-  exact there for kept positions, and a masked one's exp is 0 either way);
-  the backward pass (dropout's mask, the softmax's gradient, float32 inside)
-  is one XLA kernel instead of seven ops, four of them casts in bfloat16.
+  exact there for kept positions, and a masked one's exp is 0 either way),
+  then the dropout kernel; the backward pass (dropout's mask, the softmax's
+  gradient, float32 inside) is one XLA kernel instead of seven ops, four of
+  them casts in bfloat16.
   """
-  bits = (None if seed is None else
-          _random_uint16(tf.shape(scores), seed, first_of))
 
   @tf.custom_gradient
   def softmax(scores):
     probs = tf.nn.softmax(scores + tf.cast(mask_adder, scores.dtype))
-    if bits is None:
+    if seed is None:
       return probs, lambda d_out: _softmax_backward(d_out, *_captured(probs))
-    return (_dropout_apply(probs, bits, rate),
-            lambda d_out: _softmax_backward(
-                d_out, *_captured(probs, bits), rate))
+
+    def grad(d_out):
+      mask_seed, mask_first_of = _mask_inputs(seed, first_of)
+      return _softmax_backward(d_out, *_captured(probs), mask_seed, rate,
+                               mask_first_of)
+    return _dropout_apply(probs, seed, rate, first_of), grad
 
   return softmax(scores)
 
 
 @tf.function(jit_compile=True)
-def _residual_norm_forward(y, residual, bits, gamma, beta, epsilon, rate,
-                           bias=None):
-  summed = tf.cast(residual, tf.float32) + _drop(_plus_bias(y, bias), bits,
-                                                 rate)
+def _residual_norm_forward(y, residual, seed, gamma, beta, epsilon, rate,
+                           first_of=None, bias=None):
+  summed = tf.cast(residual, tf.float32) + _drop(_plus_bias(y, bias), seed,
+                                                 rate, first_of)
   normed, inv_std = _normalize(summed, epsilon)
   return tf.cast(normed * gamma + beta, residual.dtype), normed, inv_std
 
 
 @tf.function(jit_compile=True)
-def _residual_norm_backward(dy, normed, inv_std, gamma, bits, rate,
+def _residual_norm_backward(dy, normed, inv_std, gamma, seed, rate, first_of,
                             with_bias: bool):
   d_sum, d_gamma, d_beta = _normalize_backward(dy, normed, inv_std, gamma)
-  d_y = _drop(d_sum, bits, rate)
+  d_y = _drop(d_sum, seed, rate, first_of)
   grads = [tf.cast(d_y, dy.dtype), tf.cast(d_sum, dy.dtype), d_gamma, d_beta]
   return grads + [_leading_sum(d_y)] if with_bias else grads
 
@@ -323,18 +369,18 @@ def dropout_add_layer_norm(y: tf.Tensor, residual: tf.Tensor,
   [..., H] in residual's dtype.  The same mask as `dropout(y, rate, seed,
   first_of)`; the sums are taken in float32.  `bias`: see
   `bias_in_kernels`."""
-  bits = _random_uint16(tf.shape(y), seed, first_of)
   inputs = [y, residual, gamma, beta] + ([] if bias is None else [bias])
 
   @tf.custom_gradient
   def norm(*inputs):
     out, normed, inv_std = _residual_norm_forward(
-        *inputs[:2], bits, *inputs[2:4], epsilon, rate, *inputs[4:])
+        *inputs[:2], seed, *inputs[2:4], epsilon, rate, first_of, *inputs[4:])
 
     def grad(d_out):
+      mask_seed, mask_first_of = _mask_inputs(seed, first_of)
       return _residual_norm_backward(
-          d_out, *_captured(normed, inv_std, inputs[2], bits), rate,
-          bias is not None)
+          d_out, *_captured(normed, inv_std, inputs[2]), mask_seed, rate,
+          mask_first_of, bias is not None)
     return out, grad
 
   return norm(*inputs)
