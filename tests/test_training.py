@@ -294,8 +294,8 @@ def test_jit_compiled_step_trains_like_the_plain_one(tmp_path):
     r.assign(v)
 
   def without_dropout(m):
-    # XLA draws other dropout masks than TensorFlow's kernels from the same
-    # stateless seeds (reproducible run to run, not equal to a plain run).
+    # Dropout masks depend on each element's index, so on the padded
+    # length, and the two steps pad batches to different lengths.
     return lambda f, is_training, step: classifier_loss(m)(f, False, step)
 
   trainers = [training.Trainer(
