@@ -12,7 +12,12 @@ change in the machine's load hits both alike.  `--baseline`:
                    per-op update;
   full_last_layer  the classifier's logits from `forward`, whose last layer
                    computes every position (before the step ran it for
-                   [CLS] only).
+                   [CLS] only);
+  fused_from       the same step traced with another checkout's
+                   `bert/fused.py` (`--baseline_fused`), the rest of the
+                   code as now: a change to the kernels alone, before and
+                   after.  Its functions must take the arguments this
+                   `bert/modeling.py` passes.
 
 Random weights, sequences of `--seq_length` real tokens.
 
@@ -20,11 +25,15 @@ Random weights, sequences of `--seq_length` real tokens.
   python benchmarks/bench_fused.py --layers=3 --batch=16 --seq_length=64 \
       --jit_compile          # the quickstart teacher's step
   python benchmarks/bench_fused.py --baseline=full_last_layer
+  git worktree add /tmp/before a2ba02e   # Philox dropout masks
+  python benchmarks/bench_fused.py --baseline=fused_from \
+      --baseline_fused=/tmp/before/bert/fused.py --precision=mixed_bfloat16
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import statistics
 import sys
@@ -49,8 +58,11 @@ flags.DEFINE_integer("seq_length", 128, "Tokens per example, all real.")
 flags.DEFINE_bool("jit_compile", False, "Both steps compiled whole by XLA.")
 flags.DEFINE_integer("rounds", 5, "Interleaved rounds.")
 flags.DEFINE_integer("steps", 6, "Timed steps per round and step.")
-flags.DEFINE_enum("baseline", "plain_ops", ["plain_ops", "full_last_layer"],
+flags.DEFINE_enum("baseline", "plain_ops",
+                  ["plain_ops", "full_last_layer", "fused_from"],
                   "What the step is compared with (see the docstring).")
+flags.DEFINE_string("baseline_fused", None,
+                    "With --baseline=fused_from: the other bert/fused.py.")
 
 
 @contextlib.contextmanager
@@ -98,6 +110,22 @@ def plain_ops():
       setattr(owner, name, value)
 
 
+@contextlib.contextmanager
+def fused_from(path: str):
+  """While tracing: `modeling`'s kernels are those of the file at `path`."""
+  from bert import modeling
+  if not os.path.isfile(path):
+    raise SystemExit(f"--baseline_fused: {path}: no such file")
+  spec = importlib.util.spec_from_file_location("baseline_fused", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  saved, modeling.fused = modeling.fused, module
+  try:
+    yield
+  finally:
+    modeling.fused = saved
+
+
 def make_step(work_dir: str, name: str, full_last_layer: bool = False):
   """A Trainer step for a fresh model -> a function running one step."""
   from bert import modeling
@@ -117,9 +145,13 @@ def main(argv):
   steps = {baseline: make_step(work_dir, baseline,
                                baseline == "full_last_layer"),
            "this step": make_step(work_dir, "this")}
-  if baseline == "plain_ops":
-    with plain_ops():
-      steps[baseline]()  # Traced (and compiled) with the plain ops.
+  if baseline == "fused_from" and not FLAGS.baseline_fused:
+    raise SystemExit("--baseline=fused_from needs --baseline_fused=PATH")
+  patched = {"plain_ops": plain_ops,
+             "fused_from": lambda: fused_from(FLAGS.baseline_fused)}
+  if baseline in patched:
+    with patched[baseline]():
+      steps[baseline]()  # Traced (and compiled) with the baseline's ops.
   for step in steps.values():
     call_times(step, 2)
   ms = {name: [] for name in steps}
