@@ -114,8 +114,6 @@ def plain_ops():
 def fused_from(path: str):
   """While tracing: `modeling`'s kernels are those of the file at `path`."""
   from bert import modeling
-  if not os.path.isfile(path):
-    raise SystemExit(f"--baseline_fused: {path}: no such file")
   spec = importlib.util.spec_from_file_location("baseline_fused", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -140,13 +138,15 @@ def make_step(work_dir: str, name: str, full_last_layer: bool = False):
 def main(argv):
   del argv
   from bert.report import call_times  # Each call waits for its work.
-  work_dir = tempfile.mkdtemp(prefix="bench_fused_")
   baseline = FLAGS.baseline
+  if baseline == "fused_from" and not os.path.isfile(
+      FLAGS.baseline_fused or ""):
+    raise SystemExit("--baseline=fused_from needs --baseline_fused=PATH, "
+                     f"a bert/fused.py; got {FLAGS.baseline_fused!r}")
+  work_dir = tempfile.mkdtemp(prefix="bench_fused_")
   steps = {baseline: make_step(work_dir, baseline,
                                baseline == "full_last_layer"),
            "this step": make_step(work_dir, "this")}
-  if baseline == "fused_from" and not FLAGS.baseline_fused:
-    raise SystemExit("--baseline=fused_from needs --baseline_fused=PATH")
   patched = {"plain_ops": plain_ops,
              "fused_from": lambda: fused_from(FLAGS.baseline_fused)}
   if baseline in patched:
