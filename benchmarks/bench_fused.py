@@ -17,7 +17,16 @@ change in the machine's load hits both alike.  `--baseline`:
                    `bert/fused.py` (`--baseline_fused`), the rest of the
                    code as now: a change to the kernels alone, before and
                    after.  Its functions must take the arguments this
-                   `bert/modeling.py` passes.
+                   `bert/modeling.py` passes;
+  float32          the same step computing in float32 (this step computes
+                   in `--precision`): the mixed-precision speed-up.
+
+`--matmul_share` then traces `--steps` steps of each with TensorFlow's
+profiler and splits each step's time into its matmuls (oneDNN's MatMul and
+BatchMatMul kernels, the union of their intervals, as two can run at once)
+and the rest.  Against float32 it also prints the ceiling: the speed-up of
+the matmuls alone, which the step nears only as the rest shrinks to nothing,
+and how small the rest would have to be for a given speed-up.
 
 Random weights, sequences of `--seq_length` real tokens.
 
@@ -28,6 +37,8 @@ Random weights, sequences of `--seq_length` real tokens.
   git worktree add /tmp/before a2ba02e   # Philox dropout masks
   python benchmarks/bench_fused.py --baseline=fused_from \
       --baseline_fused=/tmp/before/bert/fused.py --precision=mixed_bfloat16
+  python benchmarks/bench_fused.py --baseline=float32 \
+      --precision=mixed_bfloat16 --matmul_share
 """
 
 from __future__ import annotations
@@ -59,10 +70,14 @@ flags.DEFINE_bool("jit_compile", False, "Both steps compiled whole by XLA.")
 flags.DEFINE_integer("rounds", 5, "Interleaved rounds.")
 flags.DEFINE_integer("steps", 6, "Timed steps per round and step.")
 flags.DEFINE_enum("baseline", "plain_ops",
-                  ["plain_ops", "full_last_layer", "fused_from"],
+                  ["plain_ops", "full_last_layer", "fused_from", "float32"],
                   "What the step is compared with (see the docstring).")
 flags.DEFINE_string("baseline_fused", None,
                     "With --baseline=fused_from: the other bert/fused.py.")
+flags.DEFINE_bool("matmul_share", False,
+                  "Also profile both steps: their matmuls against the rest.")
+flags.DEFINE_float("target", 1.8, "With --baseline=float32 --matmul_share: "
+                   "the speed-up whose rest is printed.")
 
 
 @contextlib.contextmanager
@@ -124,15 +139,50 @@ def fused_from(path: str):
     modeling.fused = saved
 
 
-def make_step(work_dir: str, name: str, full_last_layer: bool = False):
+def make_step(work_dir: str, name: str, full_last_layer: bool = False,
+              precision: str | None = None):
   """A Trainer step for a fresh model -> a function running one step."""
   from bert import modeling
   model = modeling.BertClassifier(
       modeling.sized_config(4000, FLAGS.layers, FLAGS.hidden), num_labels=2)
   return runs.synthetic_train_step(
       model, 4000, FLAGS.batch, FLAGS.seq_length,
-      os.path.join(work_dir, name), FLAGS.precision, FLAGS.jit_compile,
-      full_last_layer)
+      os.path.join(work_dir, name), precision or FLAGS.precision,
+      FLAGS.jit_compile, full_last_layer)
+
+
+def matmul_ms(step, steps: int, log_dir: str) -> float:
+  """Milliseconds a step spends in matmul kernels: the union of their
+  intervals in a TF profiler trace of `steps` steps, over all threads."""
+  import glob
+  import tensorflow as tf
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+  tf.profiler.experimental.start(log_dir)
+  for _ in range(steps):
+    step()
+  tf.profiler.experimental.stop()
+  space = xplane_pb2.XSpace()
+  with open(glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"),
+                      recursive=True)[0], "rb") as f:
+    space.ParseFromString(f.read())
+  intervals = []
+  for plane in space.planes:
+    # TF op events are named "node:OpType"; oneDNN's are _Mkl*MatMul*.
+    matmuls = {i for i, m in plane.event_metadata.items()
+               if "MatMul" in m.name.rsplit(":", 1)[-1] and ":" in m.name}
+    for line in plane.lines:
+      start_ps = line.timestamp_ns * 1000
+      intervals += [(start_ps + e.offset_ps,
+                     start_ps + e.offset_ps + e.duration_ps)
+                    for e in line.events if e.metadata_id in matmuls]
+  total_ps, end = 0, None
+  for start, stop in sorted(intervals):
+    if end is None or start > end:
+      total_ps, end = total_ps + stop - start, stop
+    elif stop > end:
+      total_ps, end = total_ps + stop - end, stop
+  return total_ps / 1e9 / steps
 
 
 def main(argv):
@@ -143,9 +193,13 @@ def main(argv):
       FLAGS.baseline_fused or ""):
     raise SystemExit("--baseline=fused_from needs --baseline_fused=PATH, "
                      f"a bert/fused.py; got {FLAGS.baseline_fused!r}")
+  if baseline == "float32" and FLAGS.precision == "float32":
+    raise SystemExit("--baseline=float32 compares another --precision with "
+                     "float32; got --precision=float32")
   work_dir = tempfile.mkdtemp(prefix="bench_fused_")
   steps = {baseline: make_step(work_dir, baseline,
-                               baseline == "full_last_layer"),
+                               baseline == "full_last_layer",
+                               "float32" if baseline == "float32" else None),
            "this step": make_step(work_dir, "this")}
   patched = {"plain_ops": plain_ops,
              "fused_from": lambda: fused_from(FLAGS.baseline_fused)}
@@ -169,6 +223,35 @@ def main(argv):
     print(f"| {name} | {median:.0f} | {FLAGS.batch / median * 1e3:.1f} |")
   print(f"this step is {statistics.median(ratios):.2f}x {baseline} "
         f"({min(ratios):.2f}-{max(ratios):.2f} over the rounds)")
+  if FLAGS.matmul_share:
+    print_matmul_share(steps, work_dir)
+
+
+def print_matmul_share(steps: dict, work_dir: str) -> None:
+  """Each step's matmuls against the rest, from profiler traces (which
+  slow a step a little, so the table's own step times are used)."""
+  from bert.report import call_times
+  split = {}
+  for name, step in steps.items():
+    step_ms = 1e3 * statistics.median(call_times(step, FLAGS.steps))
+    matmuls = matmul_ms(step, FLAGS.steps, os.path.join(work_dir, "trace_"
+                                                      + name.split()[0]))
+    split[name] = (step_ms, matmuls)
+  print("| step | ms | matmuls ms | rest ms |")
+  print("|---|---|---|---|")
+  for name, (step_ms, matmuls) in split.items():
+    print(f"| {name} | {step_ms:.0f} | {matmuls:.0f} | "
+          f"{step_ms - matmuls:.0f} |")
+  if FLAGS.baseline != "float32":
+    return
+  (base, base_mm), (this, this_mm) = split[FLAGS.baseline], split["this step"]
+  # base / (this_mm + rest) = target, with the float32 step as it is.
+  rest_needed = base / FLAGS.target - this_mm
+  print(f"the matmuls alone are {base_mm / this_mm:.2f}x float32's: this "
+        f"step's ceiling with nothing else; measured here {base / this:.2f}x. "
+        f"For {FLAGS.target:.2f}x the rest ({this - this_mm:.0f} ms) would "
+        f"have to be {rest_needed:.0f} ms" + (
+            " (impossible)" if rest_needed <= 0 else "") + ".")
 
 
 if __name__ == "__main__":

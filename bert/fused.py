@@ -49,8 +49,18 @@ def _captured(*forward_tensors: tf.Tensor) -> list[tf.Tensor]:
 
 
 def _leading_sum(t32: tf.Tensor) -> tf.Tensor:
-  """[..., N] float32 -> [N]: a bias's gradient."""
-  return tf.reduce_sum(t32, list(range(len(t32.shape) - 1)))
+  """[..., N] float32 -> [N], summed over the leading axes: a bias's
+  gradient.
+
+  A [1, R] x [R, N] matmul with ones: XLA CPU (TF 2.21) writes a reduce's
+  input out, then splits a reduce over R rows into a reduce-window over
+  blocks of 32 rows and a second reduce (and a convert's input into a
+  slower loop still), while a dot runs as one GEMV (the q, k, v gradient
+  kernel at [32, 128, 768]: 6.5 -> 3.7 ms in bfloat16, 5.6 -> 3.6 in
+  float32).  Sums in float32 either way.
+  """
+  rows = tf.reshape(t32, tf.concat([[-1], tf.shape(t32)[-1:]], 0))
+  return tf.reshape(tf.matmul(tf.ones([1, tf.shape(rows)[0]]), rows), [-1])
 
 
 def bias_in_kernels(dtype: tf.DType) -> bool:
@@ -161,24 +171,48 @@ def split_heads(qkv: tf.Tensor, bias: tf.Tensor, num_heads: int,
   return tuple(tf.ensure_shape(t, heads) for t in split(qkv, bias))
 
 
+def _row_sums(t32: tf.Tensor, weights: tf.Tensor | None = None
+              ) -> tf.Tensor:
+  """[..., H] float32 (, [H]) -> [..., 1]: sum(t32 (* weights)) over H, as
+  an [R, H] x [H, 1] matmul (for the reason in `_leading_sum`)."""
+  width = tf.shape(t32)[-1:]
+  if weights is None:
+    weights = tf.ones(width)
+  sums = tf.matmul(tf.reshape(t32, tf.concat([[-1], width], 0)),
+                   tf.reshape(weights, [-1, 1]))
+  return tf.reshape(sums, tf.concat([tf.shape(t32)[:-1], [1]], 0))
+
+
+def _row_means(t32: tf.Tensor, weights: tf.Tensor | None = None
+               ) -> tf.Tensor:
+  """`_row_sums` / H."""
+  return _row_sums(t32, weights) / tf.cast(tf.shape(t32)[-1], tf.float32)
+
+
 def _normalize(x32, epsilon):
-  """float32 [..., H] -> (normed, inv_std [..., 1])."""
-  centred = x32 - tf.reduce_mean(x32, -1, keepdims=True)
-  inv_std = tf.math.rsqrt(
-      tf.reduce_mean(centred * centred, -1, keepdims=True) + epsilon)
+  """float32 [..., H] -> (normed, inv_std [..., 1]).
+
+  The means as matmuls (`_row_means`): the residual kernel at [4096, 256]
+  took 4.4 -> 3.8 ms in bfloat16 and 2.8 -> 2.6 in float32, LayerNorm
+  alone 2.4 -> 1.5 and 1.7 -> 1.4.
+  """
+  centred = x32 - _row_means(x32)
+  inv_std = tf.math.rsqrt(_row_means(centred * centred) + epsilon)
   return centred * inv_std, inv_std
 
 
 def _normalize_backward(dy, normed, inv_std, gamma):
-  """-> (d input, d gamma, d beta), all float32."""
+  """-> (d input, d gamma, d beta), all float32.
+
+  The row means by `_row_means` and the column sums by `_leading_sum`,
+  matmuls (the residual kernel's backward at [4096, 256]: 4.2 -> 3.1 ms in
+  bfloat16, 5.5 -> 4.3 in float32).
+  """
   dy32 = tf.cast(dy, tf.float32)
-  leading = list(range(len(dy.shape) - 1))
-  d_normed = dy32 * gamma
-  dx = inv_std * (d_normed - tf.reduce_mean(d_normed, -1, keepdims=True) -
-                  normed * tf.reduce_mean(d_normed * normed, -1,
-                                          keepdims=True))
-  return (dx, tf.reduce_sum(dy32 * normed, leading),
-          tf.reduce_sum(dy32, leading))
+  dy_normed = dy32 * normed
+  dx = inv_std * (dy32 * gamma - _row_means(dy32, gamma) -
+                  normed * _row_means(dy_normed, gamma))
+  return dx, _leading_sum(dy_normed), _leading_sum(dy32)
 
 
 @tf.function(jit_compile=True)
@@ -307,9 +341,9 @@ def _softmax_backward(d_out, probs, seed=None, rate=0.0, first_of=None):
   if seed is not None:
     d_probs = _drop(d_probs, seed, rate, first_of)
   p32 = tf.cast(probs, tf.float32)
-  return tf.cast(
-      p32 * (d_probs - tf.reduce_sum(d_probs * p32, -1, keepdims=True)),
-      d_out.dtype)
+  # The row sums as a matmul (`_row_sums`): 2.9 -> 1.9 ms at [32, 4, 128,
+  # 128] in bfloat16, 3.4 -> 2.3 in float32.
+  return tf.cast(p32 * (d_probs - _row_sums(d_probs * p32)), d_out.dtype)
 
 
 def attention_softmax(scores: tf.Tensor, mask_adder: tf.Tensor,
