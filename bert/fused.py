@@ -33,6 +33,11 @@ import math
 
 import tensorflow as tf
 
+try:  # No public API says whether a trace is inside jit_compile=True.
+  from tensorflow.python.ops import control_flow_util
+except ImportError:  # A later TF moved it: every step takes the same path.
+  control_flow_util = None
+
 _GELU_C = math.sqrt(2.0 / math.pi)
 _GELU_A = 0.044715
 
@@ -48,17 +53,30 @@ def _captured(*forward_tensors: tf.Tensor) -> list[tf.Tensor]:
   return [tf.identity(t) for t in forward_tensors]
 
 
-def _leading_sum(t32: tf.Tensor) -> tf.Tensor:
+def compiled_whole_by_xla() -> bool:
+  """Whether the function being traced is one XLA computation
+  (`--jit_compile`), into which these kernels are inlined."""
+  return control_flow_util is not None and (
+      control_flow_util.GraphOrParentsInXlaContext(
+          tf.compat.v1.get_default_graph()))
+
+
+def _leading_sum(t32: tf.Tensor, dot_sums: bool) -> tf.Tensor:
   """[..., N] float32 -> [N], summed over the leading axes: a bias's
   gradient.
 
-  A [1, R] x [R, N] matmul with ones: XLA CPU (TF 2.21) writes a reduce's
-  input out, then splits a reduce over R rows into a reduce-window over
-  blocks of 32 rows and a second reduce (and a convert's input into a
-  slower loop still), while a dot runs as one GEMV (the q, k, v gradient
-  kernel at [32, 128, 768]: 6.5 -> 3.7 ms in bfloat16, 5.6 -> 3.6 in
-  float32).  Sums in float32 either way.
+  `dot_sums`: as a [1, R] x [R, N] matmul with ones.  In a kernel of its
+  own, XLA CPU (TF 2.21) writes a reduce's input out, then splits a reduce
+  over R rows into a reduce-window over blocks of 32 rows and a second
+  reduce (and a convert's input into a slower loop still), while a dot
+  runs as one GEMV (the q, k, v gradient kernel at [32, 128, 768]: 6.5 ->
+  3.7 ms in bfloat16, 5.6 -> 3.6 in float32).  Not in a step compiled whole
+  by XLA, whose own fusion of the reduce did better (the quickstart
+  teacher's step: 88 ms with reduces, 143 with dots).  Sums in float32
+  either way.
   """
+  if not dot_sums:
+    return tf.reduce_sum(t32, list(range(len(t32.shape) - 1)))
   rows = tf.reshape(t32, tf.concat([[-1], tf.shape(t32)[-1:]], 0))
   return tf.reshape(tf.matmul(tf.ones([1, tf.shape(rows)[0]]), rows), [-1])
 
@@ -92,7 +110,7 @@ def _gelu_forward(x, bias=None):
 
 
 @tf.function(jit_compile=True)
-def _gelu_backward(dy, x, bias=None):
+def _gelu_backward(dy, x, bias=None, dot_sums=True):
   x32 = _plus_bias(x, bias)
   x2 = x32 * x32
   t = tf.tanh(_GELU_C * (x32 + _GELU_A * x2 * x32))
@@ -102,7 +120,7 @@ def _gelu_backward(dy, x, bias=None):
   dx32 = tf.cast(dy, tf.float32) * slope
   if bias is None:
     return tf.cast(dx32, dy.dtype)
-  return tf.cast(dx32, dy.dtype), _leading_sum(dx32)
+  return tf.cast(dx32, dy.dtype), _leading_sum(dx32, dot_sums)
 
 
 def gelu(x: tf.Tensor, bias: tf.Tensor | None = None) -> tf.Tensor:
@@ -115,10 +133,13 @@ def gelu(x: tf.Tensor, bias: tf.Tensor | None = None) -> tf.Tensor:
   """
   inputs = [x] if bias is None else [x, bias]
 
+  dot_sums = not compiled_whole_by_xla()
+
   @tf.custom_gradient
   def act(*inputs):
     return (_gelu_forward(*inputs),
-            lambda dy: _gelu_backward(dy, *_captured(*inputs)))
+            lambda dy: _gelu_backward(dy, *_captured(*inputs),
+                                      dot_sums=dot_sums))
 
   return act(*inputs)
 
@@ -138,13 +159,13 @@ def _split_heads_forward(qkv, bias, num_heads, q_scale):
 
 
 @tf.function(jit_compile=True)
-def _split_heads_backward(dq, dk, dv, q_scale):
+def _split_heads_backward(dq, dk, dv, q_scale, dot_sums=True):
   batch, seq = tf.unstack(tf.shape(dq)[::2])
   d_heads = tf.concat([tf.cast(dq, tf.float32) * q_scale,
                        tf.cast(dk, tf.float32), tf.cast(dv, tf.float32)], 1)
   d_qkv = tf.reshape(tf.transpose(d_heads, [0, 2, 1, 3]),
                      [batch, seq, 3 * dq.shape[1] * dq.shape[3]])
-  return tf.cast(d_qkv, dq.dtype), _leading_sum(d_qkv)
+  return tf.cast(d_qkv, dq.dtype), _leading_sum(d_qkv, dot_sums)
 
 
 def split_heads(qkv: tf.Tensor, bias: tf.Tensor, num_heads: int,
@@ -161,69 +182,78 @@ def split_heads(qkv: tf.Tensor, bias: tf.Tensor, num_heads: int,
   comes out of the backward kernel).
   """
 
+  dot_sums = not compiled_whole_by_xla()
+
   @tf.custom_gradient
   def split(qkv, bias):
     return (_split_heads_forward(qkv, bias, num_heads, q_scale),
-            lambda dq, dk, dv: _split_heads_backward(dq, dk, dv, q_scale))
+            lambda dq, dk, dv: _split_heads_backward(dq, dk, dv, q_scale,
+                                                     dot_sums))
 
   heads = [qkv.shape[0], num_heads, qkv.shape[1],
            qkv.shape[-1] // (3 * num_heads)]
   return tuple(tf.ensure_shape(t, heads) for t in split(qkv, bias))
 
 
-def _row_sums(t32: tf.Tensor, weights: tf.Tensor | None = None
-              ) -> tf.Tensor:
-  """[..., H] float32 (, [H]) -> [..., 1]: sum(t32 (* weights)) over H, as
-  an [R, H] x [H, 1] matmul (for the reason in `_leading_sum`)."""
+def _row_sums(t32: tf.Tensor, weights: tf.Tensor | None,
+              dot_sums: bool) -> tf.Tensor:
+  """[..., H] float32, [H] or None (ones) -> [..., 1]: sum(t32 * weights)
+  over H; `dot_sums` (see `_leading_sum`): as an [R, H] x [H, 1] matmul."""
   width = tf.shape(t32)[-1:]
   if weights is None:
     weights = tf.ones(width)
+  if not dot_sums:
+    return tf.reduce_sum(t32 * weights, -1, keepdims=True)
   sums = tf.matmul(tf.reshape(t32, tf.concat([[-1], width], 0)),
                    tf.reshape(weights, [-1, 1]))
   return tf.reshape(sums, tf.concat([tf.shape(t32)[:-1], [1]], 0))
 
 
-def _row_means(t32: tf.Tensor, weights: tf.Tensor | None = None
-               ) -> tf.Tensor:
+def _row_means(t32: tf.Tensor, weights: tf.Tensor | None,
+               dot_sums: bool) -> tf.Tensor:
   """`_row_sums` / H."""
-  return _row_sums(t32, weights) / tf.cast(tf.shape(t32)[-1], tf.float32)
+  return _row_sums(t32, weights, dot_sums) / tf.cast(tf.shape(t32)[-1],
+                                                     tf.float32)
 
 
-def _normalize(x32, epsilon):
+def _normalize(x32, epsilon, dot_sums):
   """float32 [..., H] -> (normed, inv_std [..., 1]).
 
-  The means as matmuls (`_row_means`): the residual kernel at [4096, 256]
-  took 4.4 -> 3.8 ms in bfloat16 and 2.8 -> 2.6 in float32, LayerNorm
+  The means by `_row_means`: with `dot_sums` the residual kernel at [4096,
+  256] took 4.4 -> 3.8 ms in bfloat16 and 2.8 -> 2.6 in float32, LayerNorm
   alone 2.4 -> 1.5 and 1.7 -> 1.4.
   """
-  centred = x32 - _row_means(x32)
-  inv_std = tf.math.rsqrt(_row_means(centred * centred) + epsilon)
+  centred = x32 - _row_means(x32, None, dot_sums)
+  inv_std = tf.math.rsqrt(_row_means(centred * centred, None, dot_sums) +
+                          epsilon)
   return centred * inv_std, inv_std
 
 
-def _normalize_backward(dy, normed, inv_std, gamma):
+def _normalize_backward(dy, normed, inv_std, gamma, dot_sums):
   """-> (d input, d gamma, d beta), all float32.
 
-  The row means by `_row_means` and the column sums by `_leading_sum`,
-  matmuls (the residual kernel's backward at [4096, 256]: 4.2 -> 3.1 ms in
-  bfloat16, 5.5 -> 4.3 in float32).
+  The row means by `_row_means` and the column sums by `_leading_sum`
+  (with `dot_sums` the residual kernel's backward at [4096, 256]: 4.2 ->
+  3.1 ms in bfloat16, 5.5 -> 4.3 in float32).
   """
   dy32 = tf.cast(dy, tf.float32)
   dy_normed = dy32 * normed
-  dx = inv_std * (dy32 * gamma - _row_means(dy32, gamma) -
-                  normed * _row_means(dy_normed, gamma))
-  return dx, _leading_sum(dy_normed), _leading_sum(dy32)
+  dx = inv_std * (dy32 * gamma - _row_means(dy32, gamma, dot_sums) -
+                  normed * _row_means(dy_normed, gamma, dot_sums))
+  return (dx, _leading_sum(dy_normed, dot_sums),
+          _leading_sum(dy32, dot_sums))
 
 
 @tf.function(jit_compile=True)
-def _layer_norm_forward(x, gamma, beta, epsilon):
-  normed, inv_std = _normalize(tf.cast(x, tf.float32), epsilon)
+def _layer_norm_forward(x, gamma, beta, epsilon, dot_sums=True):
+  normed, inv_std = _normalize(tf.cast(x, tf.float32), epsilon, dot_sums)
   return tf.cast(normed * gamma + beta, x.dtype), normed, inv_std
 
 
 @tf.function(jit_compile=True)
-def _layer_norm_backward(dy, normed, inv_std, gamma):
-  dx, d_gamma, d_beta = _normalize_backward(dy, normed, inv_std, gamma)
+def _layer_norm_backward(dy, normed, inv_std, gamma, dot_sums=True):
+  dx, d_gamma, d_beta = _normalize_backward(dy, normed, inv_std, gamma,
+                                            dot_sums)
   return tf.cast(dx, dy.dtype), d_gamma, d_beta
 
 
@@ -232,11 +262,14 @@ def layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor,
   """x [..., H] in any float dtype, float32 gamma/beta [H] -> [..., H] in
   x's dtype; statistics in float32."""
 
+  dot_sums = not compiled_whole_by_xla()
+
   @tf.custom_gradient
   def norm(x, gamma, beta):
-    y, normed, inv_std = _layer_norm_forward(x, gamma, beta, epsilon)
+    y, normed, inv_std = _layer_norm_forward(x, gamma, beta, epsilon,
+                                             dot_sums)
     return y, lambda dy: _layer_norm_backward(
-        dy, *_captured(normed, inv_std, gamma))
+        dy, *_captured(normed, inv_std, gamma), dot_sums)
 
   return norm(x, gamma, beta)
 
@@ -336,14 +369,16 @@ def dropout(x: tf.Tensor, rate: float, seed: tf.Tensor,
 
 
 @tf.function(jit_compile=True)
-def _softmax_backward(d_out, probs, seed=None, rate=0.0, first_of=None):
+def _softmax_backward(d_out, probs, seed=None, rate=0.0, first_of=None,
+                      dot_sums=True):
   d_probs = tf.cast(d_out, tf.float32)
   if seed is not None:
     d_probs = _drop(d_probs, seed, rate, first_of)
   p32 = tf.cast(probs, tf.float32)
-  # The row sums as a matmul (`_row_sums`): 2.9 -> 1.9 ms at [32, 4, 128,
-  # 128] in bfloat16, 3.4 -> 2.3 in float32.
-  return tf.cast(p32 * (d_probs - _row_sums(d_probs * p32)), d_out.dtype)
+  # With `dot_sums` (`_row_sums`): 2.9 -> 1.9 ms at [32, 4, 128, 128] in
+  # bfloat16, 3.4 -> 2.3 in float32.
+  return tf.cast(p32 * (d_probs - _row_sums(d_probs * p32, None, dot_sums)),
+                 d_out.dtype)
 
 
 def attention_softmax(scores: tf.Tensor, mask_adder: tf.Tensor,
@@ -363,16 +398,19 @@ def attention_softmax(scores: tf.Tensor, mask_adder: tf.Tensor,
   them casts in bfloat16.
   """
 
+  dot_sums = not compiled_whole_by_xla()
+
   @tf.custom_gradient
   def softmax(scores):
     probs = tf.nn.softmax(scores + tf.cast(mask_adder, scores.dtype))
     if seed is None:
-      return probs, lambda d_out: _softmax_backward(d_out, *_captured(probs))
+      return probs, lambda d_out: _softmax_backward(
+          d_out, *_captured(probs), dot_sums=dot_sums)
 
     def grad(d_out):
       mask_seed, mask_first_of = _mask_inputs(seed, first_of)
       return _softmax_backward(d_out, *_captured(probs), mask_seed, rate,
-                               mask_first_of)
+                               mask_first_of, dot_sums)
     return _dropout_apply(probs, seed, rate, first_of), grad
 
   return softmax(scores)
@@ -380,20 +418,21 @@ def attention_softmax(scores: tf.Tensor, mask_adder: tf.Tensor,
 
 @tf.function(jit_compile=True)
 def _residual_norm_forward(y, residual, seed, gamma, beta, epsilon, rate,
-                           first_of=None, bias=None):
+                           first_of=None, bias=None, dot_sums=True):
   summed = tf.cast(residual, tf.float32) + _drop(_plus_bias(y, bias), seed,
                                                  rate, first_of)
-  normed, inv_std = _normalize(summed, epsilon)
+  normed, inv_std = _normalize(summed, epsilon, dot_sums)
   return tf.cast(normed * gamma + beta, residual.dtype), normed, inv_std
 
 
 @tf.function(jit_compile=True)
 def _residual_norm_backward(dy, normed, inv_std, gamma, seed, rate, first_of,
-                            with_bias: bool):
-  d_sum, d_gamma, d_beta = _normalize_backward(dy, normed, inv_std, gamma)
+                            with_bias: bool, dot_sums=True):
+  d_sum, d_gamma, d_beta = _normalize_backward(dy, normed, inv_std, gamma,
+                                               dot_sums)
   d_y = _drop(d_sum, seed, rate, first_of)
   grads = [tf.cast(d_y, dy.dtype), tf.cast(d_sum, dy.dtype), d_gamma, d_beta]
-  return grads + [_leading_sum(d_y)] if with_bias else grads
+  return grads + [_leading_sum(d_y, dot_sums)] if with_bias else grads
 
 
 def dropout_add_layer_norm(y: tf.Tensor, residual: tf.Tensor,
@@ -409,16 +448,19 @@ def dropout_add_layer_norm(y: tf.Tensor, residual: tf.Tensor,
   `bias_in_kernels`."""
   inputs = [y, residual, gamma, beta] + ([] if bias is None else [bias])
 
+  dot_sums = not compiled_whole_by_xla()
+
   @tf.custom_gradient
   def norm(*inputs):
     out, normed, inv_std = _residual_norm_forward(
-        *inputs[:2], seed, *inputs[2:4], epsilon, rate, first_of, *inputs[4:])
+        *inputs[:2], seed, *inputs[2:4], epsilon, rate, first_of,
+        *inputs[4:], dot_sums=dot_sums)
 
     def grad(d_out):
       mask_seed, mask_first_of = _mask_inputs(seed, first_of)
       return _residual_norm_backward(
           d_out, *_captured(normed, inv_std, inputs[2]), mask_seed, rate,
-          mask_first_of, bias is not None)
+          mask_first_of, bias is not None, dot_sums)
     return out, grad
 
   return norm(*inputs)

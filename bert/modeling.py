@@ -19,13 +19,9 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-try:  # No public API says whether a trace is inside jit_compile=True.
-  from tensorflow.python.ops import control_flow_util
-except ImportError:  # A later TF moved it: every step takes the same path.
-  control_flow_util = None
-
 from bert import fused
 from bert.errors import UserError
+from bert.fused import compiled_whole_by_xla
 
 
 @dataclasses.dataclass
@@ -334,9 +330,7 @@ def _compiled_whole_by_xla() -> bool:
   (`--jit_compile`): there the heads-major attention made the quickstart
   teacher's step 2.5x slower (99 -> 270 ms, 3 x 256, batch 16, 64 tokens),
   so XLA gets the einsums it was tuned with."""
-  return control_flow_util is not None and (
-      control_flow_util.GraphOrParentsInXlaContext(
-          tf.compat.v1.get_default_graph()))
+  return compiled_whole_by_xla()
 
 
 def block_sizes(length: tf.Tensor, blocks: int) -> tf.Tensor:

@@ -334,3 +334,44 @@ def test_whole_step_xla_is_detected():
       tf.constant(2.0))
   tf.function(probe)(tf.constant(3.0))
   assert seen == [True, True, False]
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_sums_as_matmuls_equal_reduces(dtype):
+  """Each kernel's sums as matmuls (kernels of their own) and as reduces
+  (inlined into a step compiled whole by XLA) give the same results."""
+  rng = np.random.default_rng(0)
+
+  def tensor(*shape, dt=dtype):
+    return tf.cast(rng.normal(size=shape), dt)
+
+  seed = tf.constant([3, 4], tf.int64)
+  x, bias, gamma = tensor(6, 5, 16), tensor(16, dt=tf.float32), tensor(
+      16, dt=tf.float32)
+  normed, inv_std = fused._layer_norm_forward(x, gamma, gamma, 1e-12)[1:]
+  q = tensor(2, 3, 5, 4)
+  probs = tf.nn.softmax(tensor(2, 3, 5, 5))
+  kernels = {
+      "gelu": lambda dot: fused._gelu_backward(x, x, bias, dot_sums=dot),
+      "split_heads": lambda dot: fused._split_heads_backward(
+          q, 2 * q, 3 * q, 0.5, dot),
+      "layer_norm": lambda dot: (
+          fused._layer_norm_forward(x, gamma, bias, 1e-12, dot),
+          fused._layer_norm_backward(x, normed, inv_std, gamma, dot)),
+      "softmax": lambda dot: fused._softmax_backward(
+          probs, probs, seed, 0.2, None, dot),
+      "residual": lambda dot: (
+          fused._residual_norm_forward(x, 2 * x, seed, gamma, bias, 1e-12,
+                                       0.1, None, bias, dot_sums=dot),
+          fused._residual_norm_backward(x, normed, inv_std, gamma, seed, 0.1,
+                                        None, True, dot))}
+  for name, kernel in kernels.items():
+    by_dot, by_reduce = (tf.nest.flatten(kernel(dot)) for dot in (True, False))
+    assert len(by_dot) == len(by_reduce), name
+    for a, b in zip(by_dot, by_reduce):
+      assert a.dtype == b.dtype, name
+      # A 16-bit result may round either way of its float32 sum.
+      tol = 1e-5 if a.dtype == tf.float32 else 1e-2
+      np.testing.assert_allclose(tf.cast(a, tf.float32),
+                                 tf.cast(b, tf.float32),
+                                 rtol=tol, atol=tol, err_msg=name)
