@@ -16,7 +16,10 @@ and no faster in bfloat16 at [32, 4, 128, 128]); its backward pass is one
 kernel here (`attention_softmax`).  `split_heads` turns one [H, 3H]
 projection into heads-major q, k, v for batched matmuls, and in 16-bit steps
 the dense layers' biases are added inside these kernels
-(`bias_in_kernels`).
+(`bias_in_kernels`).  Inside a kernel its sums (bias gradients,
+LayerNorm's means, the softmax gradient's row sums) are matmuls with a
+ones or gamma vector, which XLA's CPU compiler runs faster than its
+reduces (`_leading_sum`), except in a step compiled whole by XLA.
 
 XLA compiles per input shape (~0.1 s per kernel), so the training step pads
 batches to a multiple of `data.FUSED_LENGTH_MULTIPLE` tokens.  The models
