@@ -228,8 +228,9 @@ def main(argv):
 
 
 def print_matmul_share(steps: dict, work_dir: str) -> None:
-  """Each step's matmuls against the rest, from profiler traces (which
-  slow a step a little, so the table's own step times are used)."""
+  """Each step's matmuls against the rest: its time measured again just
+  before a profiler trace of it (tracing slows a step a little, so the
+  trace's own step time is not used) and the trace's matmul time."""
   from bert.report import call_times
   split = {}
   for name, step in steps.items():

@@ -325,14 +325,6 @@ def attention_mask_adder(input_mask: tf.Tensor) -> tf.Tensor:
   return (1.0 - mask) * -10000.0
 
 
-def _compiled_whole_by_xla() -> bool:
-  """Whether the function being traced is one XLA computation
-  (`--jit_compile`): there the heads-major attention made the quickstart
-  teacher's step 2.5x slower (99 -> 270 ms, 3 x 256, batch 16, 64 tokens),
-  so XLA gets the einsums it was tuned with."""
-  return compiled_whole_by_xla()
-
-
 def block_sizes(length: tf.Tensor, blocks: int) -> tf.Tensor:
   """[blocks] int32 sizes that sum to `length` and differ by at most one,
   larger first: the first block holds position 0 whenever there is one
@@ -391,7 +383,11 @@ class Attention(tf.Module):
      probs [B, N, Q, S]), Q = S; with `first_only` Q = 1: each example's
     first position attends to all, in training with the dropout mask the
     full attention draws for it."""
-    if training and not _compiled_whole_by_xla():
+    # A step compiled whole by XLA (`--jit_compile`) gets the einsums XLA
+    # was tuned with: there the heads-major attention made the quickstart
+    # teacher's step 2.5x slower (99 -> 270 ms, 3 x 256, batch 16, 64
+    # tokens).
+    if training and not compiled_whole_by_xla():
       return self._heads_major(x, mask_adder, batch, seq, first_only)
     return self._heads_last(x, mask_adder, batch, seq, training, first_only)
 
@@ -637,7 +633,7 @@ class BertModel(tf.Module):
     # to the last (`inference_row_blocks`); each layer's output is joined
     # only for whoever reads it.
     in_blocks = (not training and _settings.row_blocks > 1 and
-                 not _compiled_whole_by_xla())
+                 not compiled_whole_by_xla())
     if in_blocks:
       x, lengths = split_positions(x, batch, seq, _settings.row_blocks)
     else:

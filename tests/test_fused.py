@@ -326,7 +326,7 @@ def test_whole_step_xla_is_detected():
   seen = []
 
   def probe(x):
-    seen.append(bool(modeling._compiled_whole_by_xla()))
+    seen.append(bool(fused.compiled_whole_by_xla()))
     return x + 1
 
   tf.function(probe, jit_compile=True)(tf.constant(1.0))
