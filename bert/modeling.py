@@ -21,6 +21,8 @@ import tensorflow as tf
 
 from bert import fused
 from bert.errors import UserError
+# By name: benchmarks/bench_fused.py --baseline=fused_from swaps `fused` for
+# an older file that may lack it.
 from bert.fused import compiled_whole_by_xla
 
 
