@@ -33,6 +33,28 @@ def test_gelu_matches_numpy_and_autodiff():
   np.testing.assert_allclose(tf.cast(y16, tf.float32), y, atol=0.05)
 
 
+def test_narrow_rounds_to_bfloat16_as_cast_does():
+  """Bit for bit tf.cast's round-to-nearest-even, ties, carries into the
+  exponent, subnormals and infinities included; a NaN stays a NaN."""
+  rng = np.random.default_rng(3)
+  special = [0, 0x80000000, 0x7F800000, 0xFF800000, 0x7F7FFFFF, 0xFF7FFFFF,
+             0x00000001, 0x00008000, 0x00018000, 0x3F808000, 0x3F818000,
+             0x3F807FFF, 0x3F7FFFFF]
+  nans = [0x7FC00000, 0xFFC00000, 0x7FFFFFFF, 0xFFFFFFFF, 0x7F800001,
+          0x7FFF8000]
+  bits = np.concatenate([rng.integers(0, 2**32, 200_000, dtype=np.uint64),
+                         special, nans]).astype(np.uint32)
+  x = tf.constant(bits.view(np.float32))
+  narrowed = tf.function(lambda x: fused._narrow(x, tf.bfloat16),
+                         jit_compile=True)(x)
+  got = tf.bitcast(narrowed, tf.uint16).numpy()
+  want = tf.bitcast(tf.cast(x, tf.bfloat16), tf.uint16).numpy()
+  is_nan = np.isnan(bits.view(np.float32))
+  np.testing.assert_array_equal(got[~is_nan], want[~is_nan])
+  assert np.isnan(tf.cast(narrowed, tf.float32).numpy()[is_nan]).all()
+  assert fused._narrow(tf.constant([1.5]), tf.float16).dtype == tf.float16
+
+
 def test_gelu_with_bias_is_gelu_of_the_sum():
   rng = np.random.default_rng(5)
   x = rng.normal(size=(2, 3, 8)).astype(np.float32) * 3
