@@ -114,14 +114,14 @@ def _narrow(x32: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
     return tf.cast(x32, dtype)
   bits = tf.bitcast(x32, tf.uint32)
   sixteen = tf.constant(16, tf.uint32)
-  odd = tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, sixteen),
-                               tf.constant(1, tf.uint32))
+  truncated = tf.bitwise.right_shift(bits, sixteen)
+  odd = tf.bitwise.bitwise_and(truncated, tf.constant(1, tf.uint32))
   upper = tf.bitwise.right_shift(
       bits + (tf.constant(0x7FFF, tf.uint32) + odd), sixteen)
   # A NaN's carry could reach its exponent and make it 0 or Inf: a quiet
   # NaN of the same sign instead.
   upper = tf.where(tf.math.is_nan(x32),
-                   tf.bitwise.bitwise_or(tf.bitwise.right_shift(bits, sixteen),
+                   tf.bitwise.bitwise_or(truncated,
                                          tf.constant(0x40, tf.uint32)),
                    upper)
   return tf.bitcast(tf.cast(upper, tf.uint16), tf.bfloat16)
