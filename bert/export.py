@@ -238,9 +238,11 @@ class _SavingNoise(std_logging.Filter):
   nothing of the user: the input names of each traced function (one line
   of thousands of characters for a real model: every captured variable),
   and retracing warnings (each signature traces the model's compiled
-  kernels again at its own shapes, as it must)."""
+  kernels again at its own shapes, as it must), and the checkpoint
+  sharder's timings."""
 
-  NOISE = ("contains input name(s)", "triggered tf.function retracing")
+  NOISE = ("contains input name(s)", "triggered tf.function retracing",
+           "Sharding callback duration")
 
   def filter(self, record: std_logging.LogRecord) -> bool:
     message = str(record.msg)
@@ -249,14 +251,18 @@ class _SavingNoise(std_logging.Filter):
 
 @contextlib.contextmanager
 def _quiet_saving():
-  """`_SavingNoise` on TensorFlow's logger while a SavedModel is written."""
+  """`_SavingNoise` on TensorFlow's loggers while a SavedModel is written
+  (the SavedModel code logs through absl, the tracing code through
+  TensorFlow's own logger)."""
   noise = _SavingNoise()
-  logger = tf.get_logger()
-  logger.addFilter(noise)
+  loggers = (tf.get_logger(), logging.get_absl_logger())
+  for logger in loggers:
+    logger.addFilter(noise)
   try:
     yield
   finally:
-    logger.removeFilter(noise)
+    for logger in loggers:
+      logger.removeFilter(noise)
 
 
 def save_versioned(module: tf.Module, export_dir: str, signatures: dict,
