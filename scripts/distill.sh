@@ -30,7 +30,9 @@ if [ -n "$INIT_LAYERS" ]; then
   sed 's/"num_hidden_layers": *[0-9]*/"num_hidden_layers": '"$STUDENT_LAYERS"'/' \
     "$MODEL_DIR/bert_config.json" > "$STUDENT_CONFIG"
 fi
-echo "distill.sh: student $STUDENT_CONFIG${INIT_LAYERS:+ ($STUDENT_LAYERS of the teacher's $TEACHER_LAYERS layers, initialised from layers $INIT_LAYERS)}, learning rate $LEARNING_RATE, temperature ${TEMPERATURE:-10 (default)}, alpha ${ALPHA:-0.5 (default)}, $MAX_SEQ_LENGTH tokens, $NUM_TRAIN_EPOCHS epochs" >&2
+FROM_TEACHER=""
+[ -z "$INIT_LAYERS" ] || FROM_TEACHER=" ($STUDENT_LAYERS of the teacher's $TEACHER_LAYERS layers, initialised from layers $INIT_LAYERS)"
+echo "distill.sh: student $STUDENT_CONFIG$FROM_TEACHER, learning rate $LEARNING_RATE, temperature ${TEMPERATURE:-10 (default)}, alpha ${ALPHA:-0.5 (default)}, $MAX_SEQ_LENGTH tokens, $NUM_TRAIN_EPOCHS epochs" >&2
 
 python "$ROOT"/bert/run_classifier_distill.py \
   --task_name="$TASK_NAME" \
