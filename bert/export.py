@@ -27,9 +27,11 @@ Session; benchmarks and serving tests), with the threads of
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
+import logging as std_logging
 import os
 import re
 import shutil
@@ -231,6 +233,38 @@ def remove_leftovers(export_dir: str) -> None:
                       path)
 
 
+class _SavingNoise(std_logging.Filter):
+  """Drops TensorFlow's messages that every export repeats and that ask
+  nothing of the user: the input names of each traced function (one line
+  of thousands of characters for a real model: every captured variable),
+  and retracing warnings (each signature traces the model's compiled
+  kernels again at its own shapes, as it must), and the checkpoint
+  sharder's timings."""
+
+  NOISE = ("contains input name(s)", "triggered tf.function retracing",
+           "Sharding callback duration")
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    message = str(record.msg)
+    return not any(noise in message for noise in self.NOISE)
+
+
+@contextlib.contextmanager
+def _quiet_saving():
+  """`_SavingNoise` on TensorFlow's loggers while a SavedModel is written
+  (the SavedModel code logs through absl, the tracing code through
+  TensorFlow's own logger)."""
+  noise = _SavingNoise()
+  loggers = (tf.get_logger(), logging.get_absl_logger())
+  for logger in loggers:
+    logger.addFilter(noise)
+  try:
+    yield
+  finally:
+    for logger in loggers:
+      logger.removeFilter(noise)
+
+
 def save_versioned(module: tf.Module, export_dir: str, signatures: dict,
                    write_extra=None) -> str:
   """Saves to `<export_dir>/.tmp-<pid>-*` and renames it to the next
@@ -249,7 +283,8 @@ def save_versioned(module: tf.Module, export_dir: str, signatures: dict,
   try:
     os.chmod(tmp, 0o777 & ~files.umask())  # mkdtemp makes it 0700.
     try:
-      tf.saved_model.save(module, tmp, signatures=signatures)
+      with _quiet_saving():
+        tf.saved_model.save(module, tmp, signatures=signatures)
     except (OSError, tf.errors.OpError) as e:  # A full disk, a quota.
       reason = getattr(e, "strerror", None) or str(e).splitlines()[0][:200]
       raise UserError(f"--export_dir={export_dir}: cannot write the export "
