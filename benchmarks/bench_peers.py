@@ -8,7 +8,7 @@ same threads.  Three measures:
          backward, Adam); ours through `training.Trainer`'s compiled step;
   b1     batch-1 latency, ms (median call), ours through the exported
          `serving_default` run as TF Serving runs it (the SavedModel in a
-         Session, `export.SessionSignature`), in a process of its own with
+         Session, `exported.SessionSignature`), in a process of its own with
          the threads scripts/serve.sh gives TF Serving (`ServingProcess`);
   b32    examples/s at batch 32 through the same path.
 
@@ -100,11 +100,12 @@ def _serve_in_worker(conn, path: str, vocab: int, seq_length: int) -> None:
   """A `ServingProcess`'s side: serving threads, the export's
   `serving_default`, then (measure, runs) -> wall times until the pipe
   closes."""
-  from bert import export
+  from bert import exported
+  from bert import threads
   from bert.report import call_times
-  if not export.use_serving_threads([path]):
+  if not threads.use_serving_threads([path]):
     raise RuntimeError("TensorFlow started before its threads were set")
-  calls = batch_calls(export.SessionSignature(path), vocab, seq_length)
+  calls = batch_calls(exported.SessionSignature(path), vocab, seq_length)
   conn.send("ready")
   while True:
     try:
@@ -117,7 +118,7 @@ def _serve_in_worker(conn, path: str, vocab: int, seq_length: int) -> None:
 
 class ServingProcess:
   """An export's `serving_default` in a process of its own, with the
-  threads TF Serving gets from scripts/serve.sh (`export.serving_threads`):
+  threads TF Serving gets from scripts/serve.sh (`threads.serving_threads`):
   TensorFlow fixes its threads once per process, and this one trains with
   its default threads.  Timed there, call by call, as `call_times` times
   the systems that run here."""

@@ -33,7 +33,8 @@ import runs  # benchmarks/runs.py, beside this file.
 ROOT = runs.ROOT
 sys.path.insert(0, ROOT)
 # pylint: disable=wrong-import-position
-from bert import bilstm, export, modeling, report
+from bert import bilstm, modeling, report
+from bert import exported
 
 FLAGS = flags.FLAGS
 runs.define_experiment_flags("beyond")
@@ -124,7 +125,7 @@ def arm_flags(vocab_size: int, transfer: str) -> dict[str, list[str]]:
 
 def latency_table(teacher: str, bilstm_export: str) -> list[str]:
   """Batch-1 latency (median ms) of both through serving_default."""
-  models = [export.ExportedClassifier(p) for p in (teacher, bilstm_export)]
+  models = [exported.ExportedClassifier(p) for p in (teacher, bilstm_export)]
   lines = ["| real tokens | teacher (ms) | BiLSTM (ms) | speed-up |",
            "|---|---|---|---|"]
   for seq_length in (128, 32):

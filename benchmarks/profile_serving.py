@@ -3,7 +3,7 @@ runs it.
 
 TF Serving loads a SavedModel's `serve` MetaGraph into a Session and calls
 `Session::Run` on a signature's tensors, with the threads scripts/serve.sh
-gives it (`export.serving_threads`); this script does the same (a
+gives it (`threads.serving_threads`); this script does the same (a
 `tf.compat.v1` Session: that is the serving path, not a training API), times
 the calls, then traces some with `RunOptions.FULL_TRACE` and prints the ops
 by total time (grappler's and oneDNN's rewrites included, so the names are
@@ -63,14 +63,15 @@ def main(argv):
   del argv
   import numpy as np
   import tensorflow as tf
-  from bert import export
+  from bert import exported
+  from bert import threads
 
   # TF Serving's threads as scripts/serve.sh sets them, before TensorFlow
   # starts (exporting starts it).
-  export.use_serving_threads([FLAGS.model] if FLAGS.model else [])
-  path = export.resolve_export(FLAGS.model) if FLAGS.model else random_export(
+  threads.use_serving_threads([FLAGS.model] if FLAGS.model else [])
+  path = exported.resolve_export(FLAGS.model) if FLAGS.model else random_export(
       tempfile.mkdtemp())
-  signature = export.SessionSignature(path, FLAGS.signature)
+  signature = exported.SessionSignature(path, FLAGS.signature)
   shape = (FLAGS.batch_size, FLAGS.seq_length)
   values = {"input_ids": np.full(shape, 5, np.int32),
             "input_mask": np.ones(shape, np.int32),

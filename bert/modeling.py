@@ -242,7 +242,7 @@ def position_blocks(blocks: int):
   the keys and values.  At batch 1 on a CPU, oneDNN runs each of a small
   model's matmuls on one thread, so without blocks one core of two sits
   idle; exports use this (`--export_position_blocks`), served with one
-  thread per op (`export.use_serving_threads`).  Same maths as one block.
+  thread per op (`threads.use_serving_threads`).  Same maths as one block.
   """
   if blocks < 1:
     raise UserError(f"position blocks must be >= 1, got {blocks}")

@@ -24,7 +24,8 @@ if not __package__:  # run as `python bert/predict.py`
 import numpy as np
 from absl import app, flags
 
-from bert import export
+from bert import exported
+from bert import threads
 from bert.errors import UserError, exit_on_error
 
 FLAGS = flags.FLAGS
@@ -78,8 +79,8 @@ def main(argv: Sequence[str]) -> None:
     raise UserError("--model is required (e.g. --model=export/student)")
   if FLAGS.batch_size < 1:
     raise UserError(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
-  export.use_serving_threads([FLAGS.model])  # A process that only predicts.
-  model = export.ExportedClassifier(FLAGS.model)
+  threads.use_serving_threads([FLAGS.model])  # A process that only predicts.
+  model = exported.ExportedClassifier(FLAGS.model)
   predict = model.predict_ids if FLAGS.use_ids else model.predict_text
   if FLAGS.input_file == "-":
     stream = sys.stdin.buffer

@@ -15,7 +15,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert import data, evaluation, export, files
+from bert import data, evaluation, files
+from bert import exported
 from bert.errors import UserError
 
 
@@ -37,16 +38,16 @@ class Teacher:
     self.loaded = [e.loaded for e in self.exports]
 
   @staticmethod
-  def _load(path: str) -> export.ExportedClassifier:
+  def _load(path: str) -> exported.ExportedClassifier:
     """The export at `path`, or an error that says how to make one."""
     try:
-      export.resolve_export(path)
+      exported.resolve_export(path)
     except UserError as e:
       raise UserError(
           f"--teacher_model: {e}; export the trained teacher first with "
           "bash scripts/export_teacher.sh (or train it with --do_export)"
       ) from None
-    return export.ExportedClassifier(path, ("logits",), role="teacher")
+    return exported.ExportedClassifier(path, ("logits",), role="teacher")
 
   @property
   def size(self) -> int:
@@ -119,7 +120,7 @@ class Teacher:
             f"{d}: teacher {problem} differs from the task's: teacher "
             f"{teacher_labels}, task {list(label_list)}")
       ours = spm_model_file or vocab_file
-      theirs = export.asset_path(d, "spm.model" if spm_model_file
+      theirs = exported.asset_path(d, "spm.model" if spm_model_file
                                  else "vocab.txt")
       if theirs is None:
         logging.warning("%s: the teacher carries no vocabulary asset; cannot "

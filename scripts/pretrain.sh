@@ -42,13 +42,13 @@ HIDDEN="${HIDDEN:-256}"
 BERT_CONFIG_FILE="${BERT_CONFIG_FILE:-$CORPUS_DIR/bert_config_${LAYERS}x${HIDDEN}.json}"
 INIT_CHECKPOINT="${INIT_CHECKPOINT:-}"
 # Reviews are short: 64 tokens hold most of them, and a step costs half of
-# 128's.  WHOLE_WORD_MASK=true masks jieba words (README: what was measured).
+# 128's.  WHOLE_WORD_MASK=true masks jieba words (docs/pretraining.md).
 MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-64}"
 MAX_PREDICTIONS="${MAX_PREDICTIONS:-10}"
 WHOLE_WORD_MASK="${WHOLE_WORD_MASK:-false}"
 DUPE_FACTOR="${DUPE_FACTOR:-5}"
 # Half these steps left the masked LM predicting a bag of characters; twice
-# as many gave the fine-tuned teacher a better dev accuracy (README).
+# as many gave the fine-tuned teacher a better dev accuracy (docs/experiments.md).
 NUM_TRAIN_STEPS="${NUM_TRAIN_STEPS:-6000}"
 TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-64}"
 LEARNING_RATE="${LEARNING_RATE:-5e-4}"

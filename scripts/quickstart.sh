@@ -52,12 +52,12 @@ MAX_SEQ_LENGTH="${QUICKSTART_MAX_SEQ_LENGTH:-64}"
 TEACHER_EPOCHS="${QUICKSTART_TEACHER_EPOCHS:-3}"
 TEACHER_LR="${QUICKSTART_TEACHER_LR:-3e-4}"
 # From scratch the teacher learns more from twice the steps of batch 16 than
-# from batch 32 at the same cost (README).
+# from batch 32 at the same cost (docs/experiments.md).
 TEACHER_BATCH_SIZE="${QUICKSTART_TEACHER_BATCH_SIZE:-16}"
 # The plain student trains 3 epochs, the distilled one 2 (soft targets
 # teach faster): the distilled student's third epoch gained less than the
 # seeds' spread, while the plain one after 2 epochs could stay on its
-# initial plateau.  See README.
+# initial plateau.  See docs/experiments.md.
 PLAIN_STUDENT_EPOCHS="${QUICKSTART_PLAIN_STUDENT_EPOCHS:-3}"
 STUDENT_EPOCHS="${QUICKSTART_STUDENT_EPOCHS:-2}"
 STUDENT_LR="${QUICKSTART_STUDENT_LR:-5e-4}"
@@ -69,16 +69,16 @@ LOG_STEPS="${QUICKSTART_LOG_STEPS:-20}"
 # Faster but not the default: GROUP_BY_LENGTH=50 trains the teacher faster,
 # but its dev accuracy fell against random batches (long reviews lean
 # positive, so length-sorted batches are label-skewed), and mixed_bfloat16
-# as well lowered it further.  See README.
+# as well lowered it further.  See docs/experiments.md.
 PRECISION="${QUICKSTART_PRECISION:-float32}"
 GROUP_BY_LENGTH="${QUICKSTART_GROUP_BY_LENGTH:-0}"
 LATENCY_RUNS="${QUICKSTART_LATENCY_RUNS:-100}"
-# Three layers: from scratch on these reviews as good as four (see README),
+# Three layers: from scratch on these reviews as good as four (docs/experiments.md),
 # and faster a step.
 TEACHER_CONFIG="${QUICKSTART_TEACHER_CONFIG:-configs/teacher_3l_config.json}"
 # Every training step compiled by XLA (--jit_compile): faster for the
 # teacher and the students, with the fused kernels (bert/fused.py) in both
-# steps too (README).
+# steps too (docs/experiments.md).
 JIT_COMPILE="${QUICKSTART_JIT_COMPILE:-1}"
 # The plain student needs no teacher, so it trains beside it: one training
 # process leaves part of the two cores idle (TensorFlow's threads wait on each

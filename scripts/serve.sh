@@ -47,7 +47,7 @@ NUM_BATCH_THREADS="${NUM_BATCH_THREADS:-$(nproc)}"
 # One thread per op, one inter-op thread per core (bert.export.
 # serving_threads): each export runs its blocks of positions as concurrent
 # branches, and oneDNN's small batch-1 kernels lose more handing work to a
-# second thread than they gain (README, "Blocks and serving threads").
+# second thread than they gain (docs/performance.md).
 # With an XLA export among the models: TensorFlow's own choice (XLA's one op
 # parallelises inside), unless these are set.
 INTRA_OP_THREADS="${INTRA_OP_THREADS:-}"

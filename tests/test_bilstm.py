@@ -281,7 +281,7 @@ def test_distill_export_and_serve(env, tmp_path, caplog):
   probs = np.loadtxt(out / "test_results.tsv", delimiter="\t")
   assert probs.shape == (16, 2)
   exported = str(tmp_path / "export" / "1")
-  info = export.read_export_info(exported)
+  info = exported.read_export_info(exported)
   assert info["student_type"] == "bilstm"
   assert info["distill_objective"] == "logits_mse"
   loaded = tf.saved_model.load(exported)

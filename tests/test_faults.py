@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert import checkpoints, export, files, run_classifier
+from bert import checkpoints, files, run_classifier
+from bert import exported
 from bert.errors import UserError
 from tests import helpers
 
@@ -186,7 +187,7 @@ def test_orphan_checkpoint_files_are_removed(paths, caplog):
 def test_serving_default_checks_its_inputs(paths, tmp_path):
   run(paths, do_train=True, num_train_epochs=1, do_export=True,
       export_dir=str(tmp_path / "export"))
-  model = export.ExportedClassifier(str(tmp_path / "export"))
+  model = exported.ExportedClassifier(str(tmp_path / "export"))
   vocab = helpers.TINY_CONFIG["vocab_size"]
   positions = helpers.TINY_CONFIG["max_position_embeddings"]
   ones = np.ones([2, 5], np.int32)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from bert import export, predict
+from bert import predict
 from bert.errors import UserError
 from tests import helpers
 
@@ -36,7 +36,7 @@ def run_cli(args, stdin=None):
 
 
 def test_text_and_ids_paths_agree(exported):
-  model = export.ExportedClassifier(exported)
+  model = exported.ExportedClassifier(exported)
   assert model.dir == os.path.join(exported, "1")
   by_text = model.predict_text(TEXTS)
   by_ids = model.predict_ids(TEXTS)
@@ -60,7 +60,7 @@ def test_cli_file_and_stdin(exported, tmp_path):
   assert from_file == from_stdin
   lines = from_file.split("\n")[:-1]
   assert len(lines) == len(TEXTS)
-  expected = export.ExportedClassifier(exported).predict_text(TEXTS)
+  expected = exported.ExportedClassifier(exported).predict_text(TEXTS)
   for line, text, label, probs in zip(lines, TEXTS, expected["label"],
                                       expected["probabilities"]):
     got_label, got_prob, got_text = line.split("\t", 2)
@@ -111,7 +111,7 @@ def test_read_batches_strips_line_ends_and_bom():
 
 def test_bad_model_path(tmp_path):
   with pytest.raises(UserError, match="not a SavedModel"):
-    export.ExportedClassifier(str(tmp_path))
+    exported.ExportedClassifier(str(tmp_path))
   result = subprocess.run(
       [sys.executable, "-m", "bert.predict", f"--model={tmp_path}"],
       input=b"x\n", capture_output=True, env=ENV, cwd=ROOT)

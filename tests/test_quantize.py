@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert import export, quantize
+from bert import quantize
 from bert.errors import UserError
 from tests import helpers
 
@@ -25,7 +25,7 @@ def test_int8_copy_follows_the_float_export(exported):
   path = quantize.write_tflite(exported["export_dir"])
   version = os.path.join(exported["export_dir"], "1")
   assert path == os.path.join(version, quantize.TFLITE_FILE)
-  float_model = export.ExportedClassifier(version)
+  float_model = exported.ExportedClassifier(version)
   int8_model = quantize.TfliteClassifier(exported["export_dir"])
   assert int8_model.precision == "int8"
   texts = [line.rsplit("&", 1)[0] for line in open(
@@ -52,7 +52,7 @@ def test_int8_copy_follows_the_float_export(exported):
 def test_float32_copy_gives_the_savedmodel_logits(exported):
   path = quantize.write_tflite(exported["export_dir"], "float32")
   version = os.path.join(exported["export_dir"], "1")
-  float_model = export.ExportedClassifier(version)
+  float_model = exported.ExportedClassifier(version)
   copy = quantize.TfliteClassifier(version)
   assert copy.precision == "float32"
   texts = [line.rsplit("&", 1)[0] for line in open(
@@ -69,7 +69,7 @@ def test_float32_copy_gives_the_savedmodel_logits(exported):
   interpreter = quantize._interpreter(path, 1)
   assert "SPLIT_V" not in {op["op_name"]
                            for op in interpreter._get_ops_details()}
-  loaded = export.load(version)
+  loaded = exported.load(version)
   one = {k: tf.constant(features[k][:3]) for k in ("input_ids", "input_mask",
                                                     "segment_ids")}
   np.testing.assert_allclose(

@@ -13,7 +13,8 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from bert import export, modeling, report, run_classifier
+from bert import modeling, report, run_classifier
+from bert import threads
 from bert.errors import UserError
 from tests import helpers
 
@@ -122,7 +123,7 @@ def test_report_cli_writes_table_json_and_png(models, tmp_path):
   assert len(baseline_row) == len(header)
   assert "beats the baseline" in md and "interval" in md
   # Timed as scripts/serve.sh serves: a process that only serves.
-  intra, inter = export.serving_threads()
+  intra, inter = threads.serving_threads()
   assert f"running {intra} intra-op and {inter} inter-op threads" in md
   assert "Latency: median of 2 calls of `serving_default`" in md
   # The printed table is the file's.

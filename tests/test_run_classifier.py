@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert import export, run_classifier
+from bert import run_classifier
+from bert import exported
 from bert.errors import UserError
 from tests import helpers
 
@@ -50,7 +51,7 @@ def test_train_eval_predict_export(files):
   assert sorted(os.listdir(files["export_dir"])) == ["1"]
   assert {"vocab.txt", "bert_config.json", "export_info.json"} <= set(
       os.listdir(os.path.join(version, "assets")))
-  assert export.read_export_info(version)["label_list"] == ["0", "1"]
+  assert exported.read_export_info(version)["label_list"] == ["0", "1"]
   loaded = tf.saved_model.load(version)
   texts = [line.rsplit("&", 1)[0] for line in open(
       os.path.join(files["data_dir"], "test.csv"), encoding="utf-8")]

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from bert import data, export, modeling, objective, processors
+from bert import exported
 from bert import run_classifier, run_config
 from bert import run_classifier_distill as distill
 from bert import teacher as teacher_lib
@@ -160,7 +161,7 @@ def test_end_to_end_with_transfer_set(env, tmp_path, caplog):
   assert probs.shape == (16, 2)
 
   student = str(tmp_path / "export" / "1")
-  info = export.read_export_info(student)
+  info = exported.read_export_info(student)
   assert info["teacher"] == [env["teacher"]]
   assert info["label_list"] == LABELS
   test_csv = os.path.join(env["files"]["data_dir"], "test.csv")
@@ -259,7 +260,7 @@ def test_a_jit_compiled_teacher_teaches_as_the_plain_one(env, tmp_path):
                    do_export=True, export_dir=str(tmp_path / "jit"),
                    export_jit_compile=True)
   jit = str(tmp_path / "jit" / "1")
-  assert export.read_export_info(jit)["jit_compile"] is True
+  assert exported.read_export_info(jit)["jit_compile"] is True
   f = {k: tf.constant(v[:11, :13])
        for k, v in features(env, train_texts(env)).items()
        if k in data.SEQ_FEATURES}
@@ -469,7 +470,7 @@ def test_export_needs_only_the_run_record(env, tmp_path, caplog):
   helpers.run_main(distill.main, output_dir=str(out), do_export=True,
                    do_eval=True, export_dir=str(tmp_path / "export"))
   exported = str(tmp_path / "export" / "1")
-  info = export.read_export_info(exported)
+  info = exported.read_export_info(exported)
   assert info["teacher"] == [str(teacher_copy)]
   assert info["max_seq_length"] == SEQ and info["distill_objective"] == "soft_ce"
   assert "No eval_teacher_agreement" in caplog.text

@@ -16,6 +16,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from bert import export, run_classifier
+from bert import threads
 from bert.errors import UserError
 from tests import helpers
 
@@ -52,7 +53,7 @@ def test_warmup_requests_replay_against_the_export(exported):
   assert signatures.count("predict_text") == 2
   assert {log.predict_log.request.model_spec.name for log in logs} == {
       "teacher"}
-  loaded = export.load(version)
+  loaded = exported.load(version)
   for log in logs:
     request = log.predict_log.request
     inputs = {name: tf.constant(tf.make_ndarray(tensor))
@@ -85,8 +86,8 @@ def test_xla_length_buckets():
 
 def test_jit_compiled_export_answers_like_the_plain_one(exported,
                                                         jit_exported):
-  assert export.read_export_info(jit_exported)["jit_compile"] is True
-  assert export.read_export_info(
+  assert exported.read_export_info(jit_exported)["jit_compile"] is True
+  assert exported.read_export_info(
       os.path.join(exported, "1"))["jit_compile"] is False
   saved = saved_model_pb2.SavedModel()
   with open(os.path.join(jit_exported, "saved_model.pb"), "rb") as f:
@@ -104,13 +105,13 @@ def test_jit_compiled_export_answers_like_the_plain_one(exported,
     inputs = {"input_ids": ids * mask, "input_mask": mask,
               "segment_ids": np.zeros_like(ids)}
     # As TF Serving runs them: the SavedModels in Sessions.
-    plain = export.SessionSignature(exported)(**inputs)
-    jit = export.SessionSignature(jit_exported)(**inputs)
+    plain = exported.SessionSignature(exported)(**inputs)
+    jit = exported.SessionSignature(jit_exported)(**inputs)
     assert jit["logits"].shape == (batch, 2)
     np.testing.assert_allclose(jit["logits"], plain["logits"], atol=1e-5)
   texts = tf.constant(["the cat sat on the mat", "好 吃", ""])
-  plain = export.load(os.path.join(exported, "1")).signatures["predict_text"]
-  jit = export.load(jit_exported).signatures["predict_text"]
+  plain = exported.load(os.path.join(exported, "1")).signatures["predict_text"]
+  jit = exported.load(jit_exported).signatures["predict_text"]
   np.testing.assert_allclose(jit(text=texts)["logits"].numpy(),
                              plain(text=texts)["logits"].numpy(), atol=1e-5)
   # serve.sh asks TF Serving for XLA when an export needs it.
@@ -159,7 +160,7 @@ def test_serve_sh_writes_configs_for_models_side_by_side(exported, tmp_path):
   assert "--xla_cpu_compilation_enabled" not in result.stdout
   # TF Serving gets the threads the exports are measured with, in both
   # commands (tensorflow_model_server and docker).
-  intra, inter = export.serving_threads()
+  intra, inter = threads.serving_threads()
   assert result.stdout.count(
       f"--tensorflow_intra_op_parallelism={intra} "
       f"--tensorflow_inter_op_parallelism={inter}") == 2
@@ -219,13 +220,13 @@ def test_use_serving_threads_before_and_after_tensorflow_starts(
       "def show(ok):\n"
       "  print(ok, threading.get_intra_op_parallelism_threads(),\n"
       "        threading.get_inter_op_parallelism_threads())\n"
-      "show(export.use_serving_threads([plain, jit]))\n"
-      "show(export.use_serving_threads([plain]))\n"
+      "show(threads.use_serving_threads([plain, jit]))\n"
+      "show(threads.use_serving_threads([plain]))\n"
       "tf.constant(1.0) + 1.0\n"
-      "show(export.use_serving_threads([jit]))\n")
-  intra, inter = export.serving_threads()
+      "show(threads.use_serving_threads([jit]))\n")
+  intra, inter = threads.serving_threads()
   assert (intra, inter) == (1, len(os.sched_getaffinity(0)))
-  assert export.serving_threads(jit_compile=True) == (0, 0)
+  assert threads.serving_threads(jit_compile=True) == (0, 0)
   result = subprocess.run([sys.executable, "-c", script, exported,
                            jit_exported], cwd=ROOT, capture_output=True,
                           text=True,
@@ -236,11 +237,11 @@ def test_use_serving_threads_before_and_after_tensorflow_starts(
 
 
 def test_session_signature_runs_an_export_as_tf_serving_does(exported):
-  served = export.SessionSignature(exported, "predict_text")
+  served = exported.SessionSignature(exported, "predict_text")
   assert served.path == os.path.join(exported, "1")  # The highest version.
   assert set(served.inputs) == {"text"}
   texts = np.array([b"the cat sat on the mat", b"\xe5\xa5\xbd"])
-  expected = export.load(served.path).signatures["predict_text"](
+  expected = exported.load(served.path).signatures["predict_text"](
       text=tf.constant(texts))
   got = served(text=texts)
   assert set(got) == set(expected)
@@ -249,4 +250,4 @@ def test_session_signature_runs_an_export_as_tf_serving_does(exported):
   with pytest.raises(ValueError, match="missing inputs"):
     served()
   with pytest.raises(UserError, match="no signature 'nope'"):
-    export.SessionSignature(exported, "nope")
+    exported.SessionSignature(exported, "nope")
