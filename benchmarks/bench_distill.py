@@ -45,9 +45,9 @@ import runs  # benchmarks/runs.py, beside this file.
 # --learning_rate, --max_seq_length, --seed, --temperature, --alpha, ...) are
 # the benchmark's.
 from bert import modeling, objective, run_config
-from bert import run_classifier_distill  # pylint: disable=unused-import
 
 FLAGS = flags.FLAGS
+run_config.define_flags(run_config.DistillConfig)
 FLAGS.set_default("data_dir", os.path.join(ROOT, "..", "shared", "data",
                                            "waimai"))
 flags.DEFINE_string("work_dir", os.path.join(ROOT, "output", "bench_distill"),
