@@ -112,8 +112,8 @@ def prepare() -> dict:
   from bert import data, export, processors, tokenization
   work_dir = FLAGS.work_dir
   os.makedirs(work_dir, exist_ok=True)
-  teacher = (export.resolve_export(FLAGS.teacher_model) if FLAGS.teacher_model
-             else build_teacher(work_dir))
+  teacher = (export.resolve_export(FLAGS.teacher_model[0])
+             if FLAGS.teacher_model else build_teacher(work_dir))
   info = export.read_export_info(teacher)
   vocab_file = export.asset_path(teacher, "vocab.txt")
   if vocab_file is None:
