@@ -191,14 +191,14 @@ def ours_xla(shape: dict, work_dir: str) -> dict:
 
 
 def ours_one_block(shape: dict, work_dir: str) -> dict:
-  """Serving only: the float32 export without inference blocks
-  (`modeling.inference_row_blocks(1)`), served with the same threads."""
+  """Serving only: the float32 export without blocks of positions
+  (`--export_position_blocks=1`), served with the same threads."""
   from bert import modeling
   config = bert_config(shape)
-  with modeling.inference_row_blocks(1):
-    path = runs.export_synthetic(
-        modeling.BertClassifier(config, num_labels=2), config,
-        os.path.join(work_dir, "one_block"), FLAGS.seq_length)
+  path = runs.export_synthetic(
+      modeling.BertClassifier(config, num_labels=2), config,
+      os.path.join(work_dir, "one_block"), FLAGS.seq_length,
+      position_blocks=1)
   return serving_calls(path, shape)
 
 

@@ -1,12 +1,11 @@
 """A character n-gram teacher as a file, for --teacher_probs_file.
 
-TF-IDF of character 1-3-grams + logistic regression on the waimai train
-split.  The probabilities written for the training examples are
+TF-IDF of character 1-3-grams + logistic regression (bert/baseline.py, the
+model bert/report.py shows as `baseline_ngram`) on the waimai train split.  The probabilities written for the training examples are
 out-of-fold (5 folds: each example scored by a model that did not see it),
 as a teacher's soft labels on its own training data should be; the dev
 accuracy is the full model's.
 
-  pip install -r requirements-bench.txt
   python benchmarks/ngram_teacher.py --output_file=output/ngram/train_probs.tsv
   python bert/run_classifier_distill.py --teacher_probs_file=output/ngram/train_probs.tsv ...
 """
@@ -32,13 +31,8 @@ flags.DEFINE_integer("folds", 5, "Folds for the out-of-fold probabilities.")
 
 def main(argv):
   del argv
-  try:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
-  except ImportError:
-    print("skipped: needs scikit-learn (pip install -r requirements-bench.txt)")
-    return
+  from sklearn.model_selection import StratifiedKFold
+  from bert import baseline
   if not os.path.exists(os.path.join(FLAGS.data_dir, "train.csv")):
     print(f"skipped: no {FLAGS.data_dir}/train.csv")
     return
@@ -47,26 +41,18 @@ def main(argv):
   train = processor.get_train_examples(FLAGS.data_dir)
   dev = processor.get_dev_examples(FLAGS.data_dir)
   labels = processor.get_labels()
-  x = [e.text_a for e in train]
+  x = [baseline.example_text(e) for e in train]
   y = np.array([labels.index(e.label) for e in train])
-
-  def model():
-    vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3),
-                                 sublinear_tf=True, min_df=2)
-    return vectorizer, LogisticRegression(C=10.0, max_iter=2000)
 
   probs = np.zeros([len(train), len(labels)])
   folds = StratifiedKFold(FLAGS.folds, shuffle=True, random_state=0)
   for fit, held in folds.split(x, y):
-    vectorizer, classifier = model()
-    classifier.fit(vectorizer.fit_transform([x[i] for i in fit]), y[fit])
-    probs[held] = classifier.predict_proba(
-        vectorizer.transform([x[i] for i in held]))
-  vectorizer, classifier = model()
-  classifier.fit(vectorizer.fit_transform(x), y)
+    model = baseline.ngram_model().fit([x[i] for i in fit], y[fit])
+    probs[held] = model.predict_proba([x[i] for i in held])
+  model = baseline.ngram_model().fit(x, y)
   dev_y = np.array([labels.index(e.label) for e in dev])
-  dev_accuracy = float((classifier.predict(
-      vectorizer.transform([e.text_a for e in dev])) == dev_y).mean())
+  dev_accuracy = float((model.predict(
+      [baseline.example_text(e) for e in dev]) == dev_y).mean())
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output_file)),
               exist_ok=True)
   evaluation.write_test_results(FLAGS.output_file, probs.astype(np.float32))

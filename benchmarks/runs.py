@@ -9,11 +9,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def export_synthetic(model, config, work_dir: str, max_seq_length: int,
-                     jit_compile: bool = False) -> str:
+                     jit_compile: bool = False,
+                     position_blocks: int = 2) -> str:
   """Exports a BertClassifier of random or benchmark-trained weights to
   `<work_dir>/export` with a made-up vocab of `config.vocab_size` tokens
   (written to `<work_dir>/vocab.txt`); returns the version's path.
-  `jit_compile`: as --export_jit_compile (serving through XLA)."""
+  `jit_compile`, `position_blocks`: as --export_jit_compile and
+  --export_position_blocks."""
   # Imported here: scripts that only start runs need no TensorFlow.
   from bert import export
   os.makedirs(work_dir, exist_ok=True)
@@ -25,13 +27,14 @@ def export_synthetic(model, config, work_dir: str, max_seq_length: int,
       model, os.path.join(work_dir, "export"), vocab_file=vocab,
       bert_config=config, label_list=["0", "1"],
       max_seq_length=max_seq_length, do_lower_case=True,
-      jit_compile=jit_compile)
+      jit_compile=jit_compile, position_blocks=position_blocks)
 
 
 def synthetic_train_step(model, vocab_size: int, batch: int, seq: int,
                          output_dir: str, precision: str = "float32",
                          jit_compile: bool = False,
-                         full_last_layer: bool = False):
+                         full_last_layer: bool = False,
+                         kernels: str = "auto"):
   """`training.Trainer`'s step for a BertClassifier on one fixed batch of
   `seq` random real tokens (cross-entropy on random labels) -> a function
   running one step to completion.  `full_last_layer`: the logits from
@@ -60,7 +63,7 @@ def synthetic_train_step(model, vocab_size: int, batch: int, seq: int,
   trainer = training.Trainer(
       model, loss_fn, strategy=strategy, output_dir=output_dir,
       num_train_steps=10**9, learning_rate=1e-4, precision=precision,
-      jit_compile=jit_compile)
+      jit_compile=jit_compile, kernels=kernels)
   step = trainer.make_train_step()
   iterator = iter(strategy.experimental_distribute_dataset(dataset))
   return lambda: float(step(iterator)["loss"])

@@ -213,7 +213,8 @@ def export_model(config: RunConfig, model: tf.Module, task: Task,
       do_lower_case=config.do_lower_case,
       spm_model_file=config.spm_model_file, text_featurizer=featurizer,
       extra_info={"task_name": config.task_name, **(extra_info or {})},
-      jit_compile=config.export_jit_compile)
+      jit_compile=config.export_jit_compile,
+      position_blocks=config.export_position_blocks)
 
 
 def write_outputs(config: RunConfig, model: tf.Module, task: Task,

@@ -27,9 +27,11 @@ Session; benchmarks and serving tests), with the threads of
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
+import logging as std_logging
 import os
 import re
 import shutil
@@ -104,7 +106,7 @@ class ClassifierExport(tf.Module):
     if isinstance(model, modeling.BertClassifier) and not jit_compile:
       # What `bert.quantize` converts (not a signature: TF Serving does not
       # list it): serving_default's maths without the request checks, in
-      # one block of rows (`modeling.inference_row_blocks`).
+      # one block of positions (`modeling.position_blocks`).
       self.tflite_serving = tf.function(self._tflite_serving,
                                         input_signature=_ids_signature())
     if text_featurizer is not None:
@@ -129,7 +131,7 @@ class ClassifierExport(tf.Module):
     return _outputs(logits)
 
   def _tflite_serving(self, input_ids, input_mask, segment_ids):
-    with modeling.inference_row_blocks(1):
+    with modeling.position_blocks(1):
       return _outputs(self.model(input_ids, input_mask, segment_ids,
                                  training=False))
 
@@ -231,6 +233,38 @@ def remove_leftovers(export_dir: str) -> None:
                       path)
 
 
+class _SavingNoise(std_logging.Filter):
+  """Drops TensorFlow's messages that every export repeats and that ask
+  nothing of the user: the input names of each traced function (one line
+  of thousands of characters for a real model: every captured variable),
+  and retracing warnings (each signature traces the model's compiled
+  kernels again at its own shapes, as it must), and the checkpoint
+  sharder's timings."""
+
+  NOISE = ("contains input name(s)", "triggered tf.function retracing",
+           "Sharding callback duration")
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    message = str(record.msg)
+    return not any(noise in message for noise in self.NOISE)
+
+
+@contextlib.contextmanager
+def _quiet_saving():
+  """`_SavingNoise` on TensorFlow's loggers while a SavedModel is written
+  (the SavedModel code logs through absl, the tracing code through
+  TensorFlow's own logger)."""
+  noise = _SavingNoise()
+  loggers = (tf.get_logger(), logging.get_absl_logger())
+  for logger in loggers:
+    logger.addFilter(noise)
+  try:
+    yield
+  finally:
+    for logger in loggers:
+      logger.removeFilter(noise)
+
+
 def save_versioned(module: tf.Module, export_dir: str, signatures: dict,
                    write_extra=None) -> str:
   """Saves to `<export_dir>/.tmp-<pid>-*` and renames it to the next
@@ -249,7 +283,8 @@ def save_versioned(module: tf.Module, export_dir: str, signatures: dict,
   try:
     os.chmod(tmp, 0o777 & ~files.umask())  # mkdtemp makes it 0700.
     try:
-      tf.saved_model.save(module, tmp, signatures=signatures)
+      with _quiet_saving():
+        tf.saved_model.save(module, tmp, signatures=signatures)
     except (OSError, tf.errors.OpError) as e:  # A full disk, a quota.
       reason = getattr(e, "strerror", None) or str(e).splitlines()[0][:200]
       raise UserError(f"--export_dir={export_dir}: cannot write the export "
@@ -277,8 +312,12 @@ def export_classifier(model: tf.Module, export_dir: str, *,
                       do_lower_case: bool, spm_model_file: str | None = None,
                       text_featurizer: tf.Module | None = None,
                       extra_info: dict | None = None,
-                      jit_compile: bool = False) -> str:
+                      jit_compile: bool = False,
+                      position_blocks: int = 2) -> str:
   """Exports `model` as the next version under `export_dir`; returns its path.
+
+  `position_blocks`: serving_default and predict_text split each example's
+  positions into this many concurrent blocks (`modeling.position_blocks`).
 
   `bert_config` is the model's config (anything with `to_json_string`); it
   is written as `bert_config.json` for a `modeling.BertConfig`, else as
@@ -297,6 +336,7 @@ def export_classifier(model: tf.Module, export_dir: str, *,
                  "do_lower_case": bool(do_lower_case),
                  "num_labels": len(label_list),
                  "jit_compile": bool(jit_compile),
+                 "position_blocks": position_blocks,
                  **(extra_info or {})}, f, indent=2, ensure_ascii=False)
     assets = {"bert_config" if is_bert else "model_config": config_path,
               "export_info": info_path}
@@ -313,7 +353,9 @@ def export_classifier(model: tf.Module, export_dir: str, *,
             os.path.normpath(export_dir)),
         max_seq_length=max_seq_length, with_text=text_featurizer is not None,
         jit_compile=jit_compile)
-    return save_versioned(module, export_dir, module.signatures(), warmup)
+    # The signatures are traced when saved, and take their blocks then.
+    with modeling.position_blocks(position_blocks):
+      return save_versioned(module, export_dir, module.signatures(), warmup)
 
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -374,7 +416,7 @@ def write_warmup_requests(saved_model_dir: str, model_name: str,
 def serving_threads(jit_compile: bool = False) -> tuple[int, int]:
   """(intra-op, inter-op) threads to serve an export with: one thread per
   op and one inter-op thread per core.  The export's blocks of positions
-  (`modeling.inference_row_blocks`) are what run concurrently; a second
+  (`modeling.position_blocks`) are what run concurrently; a second
   thread inside an op costs oneDNN's small batch-1 kernels more than it
   gains (softmax 38 vs 114 us, attention einsum 124 vs 220 us at [1, 4,
   128, 64]).  An XLA export (`jit_compile`) is one op that parallelises

@@ -19,11 +19,8 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from bert import fused
+from bert import fused, masks
 from bert.errors import UserError
-# By name: benchmarks/bench_fused.py --baseline=fused_from swaps `fused` for
-# an older file that may lack it.
-from bert.fused import compiled_whole_by_xla
 
 
 @dataclasses.dataclass
@@ -170,19 +167,138 @@ class Dense(tf.Module):
 
   def __call__(self, x: tf.Tensor) -> tf.Tensor:
     """[..., in] -> [..., out], in x's dtype."""
-    return tf.nn.bias_add(self.matmul(x), tf.cast(self.bias, x.dtype))
+    return tf.nn.bias_add(tf.matmul(x, tf.cast(self.kernel, x.dtype)),
+                          tf.cast(self.bias, x.dtype))
 
-  def matmul(self, x: tf.Tensor) -> tf.Tensor:
-    """[..., in] -> [..., out] without the bias."""
-    return tf.matmul(x, tf.cast(self.kernel, x.dtype))
 
-  def for_kernel(self, x: tf.Tensor, training: bool
-                 ) -> tuple[tf.Tensor, tf.Variable | None]:
-    """x [N, in] -> (x W [N, out], bias) when a fused training kernel is to
-    add the bias (`fused.bias_in_kernels`), else (x W + bias, None)."""
-    if training and fused.bias_in_kernels(x.dtype):
-      return self.matmul(x), self.bias
-    return self(x), None
+# ----------------------------------------------------------------------------
+# What graphs traced in this thread take from the contexts below.
+
+
+class _TraceSettings(threading.local):
+  """Per thread: MirroredStrategy traces each replica in a thread of its
+  own."""
+  compute_dtype: tf.DType = tf.float32
+  # "reference" (this file's ops) or "fused" (`fused.py`), for training.
+  kernels: str = "reference"
+  position_blocks: int = 1
+  # The seed of the training step being traced (`dropout_seed`) and the
+  # number of dropout calls traced in it so far.
+  dropout_seed: tf.Tensor | None = None
+  dropout_calls: int = 0
+
+
+_settings = _TraceSettings()
+
+
+@contextlib.contextmanager
+def _trace_settings(**values):
+  saved = {name: getattr(_settings, name) for name in values}
+  for name, value in values.items():
+    setattr(_settings, name, value)
+  try:
+    yield
+  finally:
+    for name, value in saved.items():
+      setattr(_settings, name, value)
+
+
+def compute_dtype(dtype: tf.DType):
+  """Within, models compute in `dtype` (bfloat16 or float16: mixed precision).
+
+  Variables stay float32 and are cast where they are used, so gradients,
+  optimiser slots and checkpoints are float32; LayerNorm statistics, the
+  attention softmax and every model's logits are float32.  Outside (eval,
+  predict, export), models compute in float32.
+  """
+  return _trace_settings(compute_dtype=tf.as_dtype(dtype))
+
+
+KERNELS = ("reference", "fused")
+
+
+def training_kernels(name: str):
+  """Within, training graphs (`training=True`) run their LayerNorms,
+  dropouts, GELUs and attention softmaxes with `name`'s kernels:
+  "reference", the plain ops of this file, or "fused", `fused.py`'s XLA
+  kernels with hand-written gradients (same maths, same dropout masks).
+  Inference always runs the plain ops."""
+  if name not in KERNELS:
+    raise UserError(f"--kernels={name}: expected one of {', '.join(KERNELS)}")
+  return _trace_settings(kernels=name)
+
+
+def _fused(training: bool):
+  """`fused` when a training graph is traced with its kernels, else None."""
+  return fused if training and _settings.kernels == "fused" else None
+
+
+def position_blocks(blocks: int):
+  """Within, inference graphs split each example's positions into `blocks`
+  blocks (1: none) that stay apart from the first layer to the last.
+
+  Each block is a branch of its own, which TensorFlow's executor runs
+  concurrently on its inter-op threads; the blocks meet once a layer, for
+  the keys and values.  At batch 1 on a CPU, oneDNN runs each of a small
+  model's matmuls on one thread, so without blocks one core of two sits
+  idle; exports use this (`--export_position_blocks`), served with one
+  thread per op (`export.use_serving_threads`).  Same maths as one block.
+  """
+  if blocks < 1:
+    raise UserError(f"position blocks must be >= 1, got {blocks}")
+  return _trace_settings(position_blocks=blocks)
+
+
+@contextlib.contextmanager
+def dropout_seed(seed: tf.Tensor):
+  """Within, `dropout` masks are a pure function of `seed` ([2] int64, e.g.
+  (run seed, step)) and the call's position in the traced step
+  (`masks.py`).
+
+  A stateful RNG restarts with the process, so a resumed run would draw other
+  masks than an uninterrupted one; a seed derived from the step makes the
+  resumed run draw exactly the same ones.
+  """
+  with _trace_settings(dropout_seed=seed, dropout_calls=0):
+    yield
+
+
+def _next_dropout_seed() -> tf.Tensor | None:
+  """The next dropout call's seed inside `dropout_seed`, else None."""
+  if _settings.dropout_seed is None:
+    return None
+  call_seed = tf.random.experimental.stateless_fold_in(
+      _settings.dropout_seed, _settings.dropout_calls)
+  _settings.dropout_calls += 1
+  return call_seed
+
+
+# ----------------------------------------------------------------------------
+# The layer's element-wise ops.  Each has a twin of the same signature in
+# `fused.py`, which a training step traced with `training_kernels("fused")`
+# runs instead.
+
+
+def _drop(x: tf.Tensor, rate: float, seed: tf.Tensor | None,
+          first_of: tf.Tensor | None = None) -> tf.Tensor:
+  """Inverted dropout with this call's `seed`: the hashed masks of
+  `masks.py`, or TensorFlow's stateful ones outside `dropout_seed`."""
+  if seed is None:
+    return tf.nn.dropout(x, rate=rate)
+  return masks.drop(x, seed, rate, first_of)
+
+
+def dropout(x: tf.Tensor, rate: float, training: bool,
+            first_of: tf.Tensor | None = None) -> tf.Tensor:
+  """Inverted dropout in training, the identity otherwise.  `first_of` S:
+  x [..., W] holds the first of every S rows of the tensor the full layer
+  would drop out, and gets their mask (the last layer run for [CLS] only)."""
+  if not training or rate == 0.0:
+    return x
+  seed = _next_dropout_seed()
+  if _fused(training) and seed is not None:
+    return fused.dropout(x, rate, seed, first_of)
+  return _drop(x, rate, seed, first_of)
 
 
 class LayerNorm(tf.Module):
@@ -195,128 +311,61 @@ class LayerNorm(tf.Module):
 
   def __call__(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
     """[..., H] -> [..., H] in x's dtype; statistics in float32 (an epsilon
-    of 1e-12 and a variance are beyond bfloat16/float16).  Training uses
-    the same maths as one XLA kernel each way (`fused.layer_norm`)."""
-    if training:
+    of 1e-12 and a variance are beyond bfloat16/float16)."""
+    if _fused(training):
       return fused.layer_norm(x, self.gamma, self.beta, 1e-12)
     x32 = tf.cast(x, tf.float32)
     mean, variance = tf.nn.moments(x32, axes=[-1], keepdims=True)
     y = (x32 - mean) * tf.math.rsqrt(variance + 1e-12) * self.gamma + self.beta
     return tf.cast(y, x.dtype)
 
-  def add_and_norm(self, residual: tf.Tensor, dense: "Dense", x: tf.Tensor,
+  def add_and_norm(self, residual: tf.Tensor, dense: Dense, x: tf.Tensor,
                    dropout_rate: float, training: bool,
                    first_of: tf.Tensor | None = None) -> tf.Tensor:
     """LayerNorm(residual + dropout(dense(x))), residual [N, H], x [N, in]:
-    a residual connection.  In the training step, one XLA kernel each way
-    after the bias-less matmul.  `first_of`: see `dropout`."""
+    a residual connection.  `first_of`: see `dropout`."""
     seed = _next_dropout_seed() if training and dropout_rate else None
-    if seed is None:
-      return self(residual + dropout(dense(x), dropout_rate, training),
-                  training)
-    y, bias = dense.for_kernel(x, training)
-    return fused.dropout_add_layer_norm(y, residual, self.gamma, self.beta,
-                                        1e-12, dropout_rate, seed, bias,
-                                        first_of)
+    if _fused(training) and seed is not None:
+      y, bias = fused.matmul_and_bias(x, dense.kernel, dense.bias)
+      return fused.dropout_add_layer_norm(y, residual, self.gamma, self.beta,
+                                          1e-12, dropout_rate, seed, bias,
+                                          first_of)
+    y = dense(x)
+    if training and dropout_rate:
+      y = _drop(y, dropout_rate, seed, first_of)
+    return self(residual + y, training)
 
 
-class _DropoutSeed(threading.local):
-  """The seed of the training step being traced, per replica thread
-  (MirroredStrategy traces each replica in a thread of its own)."""
-  seed: tf.Tensor | None = None
-  calls: int = 0
+def dense_activation(dense: Dense, activation, x: tf.Tensor,
+                     training: bool) -> tf.Tensor:
+  """activation(dense(x)): the feed-forward layer's first half."""
+  if _fused(training) and activation is gelu:
+    return fused.gelu(*fused.matmul_and_bias(x, dense.kernel, dense.bias))
+  return activation(dense(x))
 
 
-_dropout_seed = _DropoutSeed()
+def attention_probs(scores: tf.Tensor, mask_adder: tf.Tensor, rate: float,
+                    training: bool, first_of: tf.Tensor | None = None
+                    ) -> tuple[tf.Tensor, tf.Tensor]:
+  """scores [B, N, F, T], float32 mask_adder [B, 1, 1, T] ->
+  (dropout(softmax(scores + mask_adder)) in scores' dtype, the masked
+  scores in float32).  `first_of`: see `dropout`."""
+  # float32: -10000 + a score, and the softmax's sums, need its precision.
+  masked = tf.cast(scores, tf.float32) + mask_adder
+  seed = _next_dropout_seed() if training and rate else None
+  if _fused(training):
+    probs = fused.attention_softmax(scores, mask_adder, rate, seed, first_of)
+    if training and rate and seed is None:
+      probs = tf.nn.dropout(probs, rate=rate)
+    return probs, masked
+  probs = tf.cast(tf.nn.softmax(masked), scores.dtype)
+  if training and rate:
+    probs = _drop(probs, rate, seed, first_of)
+  return probs, masked
 
 
-@contextlib.contextmanager
-def dropout_seed(seed: tf.Tensor):
-  """Within, `dropout` masks are a pure function of `seed` ([2] int64, e.g.
-  (run seed, step)) and the call's position in the traced step.
-
-  A stateful RNG restarts with the process, so a resumed run would draw other
-  masks than an uninterrupted one; a seed derived from the step makes the
-  resumed run draw exactly the same ones.
-  """
-  saved = (_dropout_seed.seed, _dropout_seed.calls)
-  _dropout_seed.seed, _dropout_seed.calls = seed, 0
-  try:
-    yield
-  finally:
-    _dropout_seed.seed, _dropout_seed.calls = saved
-
-
-def _next_dropout_seed() -> tf.Tensor | None:
-  """The next dropout call's seed inside `dropout_seed`, else None."""
-  if _dropout_seed.seed is None:
-    return None
-  call_seed = tf.random.experimental.stateless_fold_in(
-      _dropout_seed.seed, _dropout_seed.calls)
-  _dropout_seed.calls += 1
-  return call_seed
-
-
-def dropout(x: tf.Tensor, rate: float, training: bool,
-            first_of: tf.Tensor | None = None) -> tf.Tensor:
-  """Inverted dropout; stateless inside `dropout_seed` (`fused.dropout`),
-  stateful outside.  `first_of` S: x [..., W] holds the first of every S
-  rows of the tensor the full layer would drop out, and gets their mask
-  (the last layer run for [CLS] only)."""
-  if not training or rate == 0.0:
-    return x
-  seed = _next_dropout_seed()
-  if seed is None:
-    return tf.nn.dropout(x, rate=rate)
-  return fused.dropout(x, rate, seed, first_of)
-
-
-class _TraceSettings(threading.local):
-  """What graphs traced in this thread take from the contexts below."""
-  compute_dtype: tf.DType = tf.float32
-  # Inference splits each example's positions into this many blocks that
-  # stay apart from the first layer to the last, each on a branch of its own
-  # that TensorFlow's executor runs concurrently on its inter-op threads;
-  # they meet once a layer, to join their keys and values
-  # (`TransformerLayer.in_blocks`).  Reason: oneDNN runs a matmul
-  # whose operands fit in L2 (every dense layer of a batch-1 request:
-  # [128, 256] x [256, 1024] is 1.7 MB) on one thread, and its small
-  # attention kernels pay more to hand work to a second thread than they
-  # gain, so one core of two sat idle.  Served with one thread per op
-  # (`export.use_serving_threads`, serve.sh's TF Serving flags), the blocks
-  # keep both cores busy (see README, "Blocks and serving threads").
-  row_blocks: int = 2
-
-
-_settings = _TraceSettings()
-
-
-@contextlib.contextmanager
-def _trace_setting(name: str, value):
-  saved = getattr(_settings, name)
-  setattr(_settings, name, value)
-  try:
-    yield
-  finally:
-    setattr(_settings, name, saved)
-
-
-def compute_dtype(dtype: tf.DType):
-  """Within, models compute in `dtype` (bfloat16 or float16: mixed precision).
-
-  Variables stay float32 and are cast where they are used, so gradients,
-  optimiser slots and checkpoints are float32; LayerNorm statistics, the
-  attention softmax and every model's logits are float32.  Outside (eval,
-  predict, export), models compute in float32.
-  """
-  return _trace_setting("compute_dtype", tf.as_dtype(dtype))
-
-
-def inference_row_blocks(blocks: int):
-  """Within, inference graphs split each example's positions in `blocks`
-  blocks (1: none).  TF Lite's converter gets 1: its XNNPACK kernels use
-  every thread already, and the split only costs it."""
-  return _trace_setting("row_blocks", blocks)
+# ----------------------------------------------------------------------------
+# The encoder.
 
 
 def attention_mask_adder(input_mask: tf.Tensor) -> tf.Tensor:
@@ -327,32 +376,31 @@ def attention_mask_adder(input_mask: tf.Tensor) -> tf.Tensor:
   return (1.0 - mask) * -10000.0
 
 
-def block_sizes(length: tf.Tensor, blocks: int) -> tf.Tensor:
-  """[blocks] int32 sizes that sum to `length` and differ by at most one,
+def block_lengths(length: tf.Tensor, blocks: int) -> list[tf.Tensor]:
+  """`blocks` int32 lengths that sum to `length` and differ by at most one,
   larger first: the first block holds position 0 whenever there is one
   (later blocks may be empty)."""
   def start(i):
     return (length * i + blocks - 1) // blocks
-  return tf.stack([start(i + 1) - start(i) for i in range(blocks)])
+  return [start(i + 1) - start(i) for i in range(blocks)]
 
 
 def split_positions(x: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor,
-                    blocks: int) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
-  """x [B*S, H] -> (`blocks` blocks of each example's positions,
-  [B*Q_i, H], and their lengths Q_i, from `block_sizes`)."""
+                    lengths: list[tf.Tensor]) -> list[tf.Tensor]:
+  """x [B*S, H] -> each example's positions in blocks [B*Q_i, H] of
+  `lengths` Q_i."""
   width = x.shape[-1]
-  lengths = block_sizes(seq, blocks)
-  split = tf.split(tf.reshape(x, [batch, seq, width]), lengths, axis=1,
-                   num=blocks)
-  return ([tf.reshape(block, [-1, width]) for block in split],
-          tf.unstack(lengths, num=blocks))
+  split = tf.split(tf.reshape(x, [batch, seq, width]), tf.stack(lengths),
+                   axis=1, num=len(lengths))
+  return [tf.reshape(block, [-1, width]) for block in split]
 
 
 def join_positions(x_blocks: list[tf.Tensor], lengths: list[tf.Tensor],
                    batch: tf.Tensor) -> tf.Tensor:
-  """Undoes `split_positions`, per example: x_blocks [B*Q_i, H] of lengths
-  Q_i -> [B, S, H] (the lengths, not -1: a batch of 0 has no length to
-  infer)."""
+  """Undoes `split_positions`: x_blocks [B*Q_i, H] -> [B, S, H] (reshaped
+  by the lengths, not -1: a batch of 0 has no length to infer)."""
+  if len(x_blocks) == 1:
+    return tf.reshape(x_blocks[0], [batch, lengths[0], x_blocks[0].shape[-1]])
   width = x_blocks[0].shape[-1]
   return tf.concat([tf.reshape(x, [batch, length, width])
                     for x, length in zip(x_blocks, lengths)], axis=1)
@@ -365,7 +413,8 @@ def first_rows(x: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
 
 
 class Attention(tf.Module):
-  """Multi-head self-attention: `attention/self/{query,key,value}`."""
+  """Multi-head attention, `attention/self/{query,key,value}`: Google's
+  `attention_layer`."""
 
   def __init__(self, scope: str, config: BertConfig):
     super().__init__(name=None)
@@ -373,106 +422,49 @@ class Attention(tf.Module):
     self.num_heads = config.num_attention_heads
     self.head_size = h // self.num_heads
     self.dropout_rate = config.attention_probs_dropout_prob
-    self._q_scale = 1.0 / math.sqrt(self.head_size)
     self.query = Dense(f"{scope}/query", h, h, std)
     self.key = Dense(f"{scope}/key", h, h, std)
     self.value = Dense(f"{scope}/value", h, h, std)
 
-  def __call__(self, x: tf.Tensor, mask_adder: tf.Tensor, batch: tf.Tensor,
-               seq: tf.Tensor, training: bool, first_only: bool = False):
-    """x [B*S, H], mask_adder [B, 1, 1, S] ->
-    (context [B*Q, H], scores [B, N, Q, S] (masked, pre-softmax),
-     probs [B, N, Q, S]), Q = S; with `first_only` Q = 1: each example's
-    first position attends to all, in training with the dropout mask the
-    full attention draws for it."""
-    # A step compiled whole by XLA (`--jit_compile`) gets the einsums XLA
-    # was tuned with: there the heads-major attention made the quickstart
-    # teacher's step 2.5x slower (99 -> 270 ms, 3 x 256, batch 16, 64
-    # tokens).
-    if training and not compiled_whole_by_xla():
-      return self._heads_major(x, mask_adder, batch, seq, first_only)
-    return self._heads_last(x, mask_adder, batch, seq, training, first_only)
+  def _heads(self, x: tf.Tensor, batch: tf.Tensor,
+             length: tf.Tensor) -> tf.Tensor:
+    """[B*L, H] -> [B, N, L, D]."""
+    return tf.transpose(
+        tf.reshape(x, [batch, length, self.num_heads, self.head_size]),
+        [0, 2, 1, 3])
 
-  def _heads_last(self, x, mask_adder, batch, seq, training: bool,
-                  first_only: bool = False):
-    """Inference (and steps compiled whole by XLA, where `training` may be
-    True): heads stay [B, S, N, D] and einsum contracts them where
-    they are, instead of four transposes per layer to [B, N, S, D] and back
-    (at batch 1 each cost ~95 us in oneDNN; the einsums take most of that
-    back: 1.03-1.07x faster at batch 1; see README)."""
-    keys, values = self.keys_values(x, batch, seq)
-    if first_only:
-      return self.attend(first_rows(x, batch), keys, values, mask_adder,
-                         batch, 1, training, first_of=seq)
-    return self.attend(x, keys, values, mask_adder, batch, seq, training)
+  def __call__(self, from_x: tf.Tensor, to_x: tf.Tensor,
+               mask_adder: tf.Tensor, batch: tf.Tensor, from_length,
+               to_length, training: bool,
+               first_of: tf.Tensor | None = None):
+    """from_x [B*F, H] attends to to_x [B*T, H], mask_adder [B, 1, 1, T] ->
+    (context [B*F, H], scores [B, N, F, T] (masked, pre-softmax, float32),
+    probs [B, N, F, T]).
 
-  def keys_values(self, x: tf.Tensor, batch: tf.Tensor, seq: tf.Tensor,
-                  heads_major: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
-    """x [B*S, H] -> keys, values [B, S, N, D], or [B, N, S, D] when
-    `heads_major` (transposed once for several `attend` calls, instead of
-    inside each of their einsums)."""
-    heads = [batch, seq, self.num_heads, self.head_size]
-    keys, values = (tf.reshape(self.key(x), heads),
-                    tf.reshape(self.value(x), heads))
-    if heads_major:
-      return (tf.transpose(keys, [0, 2, 1, 3]),
-              tf.transpose(values, [0, 2, 1, 3]))
-    return keys, values
-
-  def attend(self, x: tf.Tensor, keys: tf.Tensor, values: tf.Tensor,
-             mask_adder: tf.Tensor, batch: tf.Tensor, queries: tf.Tensor,
-             training: bool = False, heads_major: bool = False,
-             first_of: tf.Tensor | None = None):
-    """The `queries` positions x [B*Q, H] attend to keys, values
-    [B, S, N, D] ([B, N, S, D] when `heads_major`) -> (context [B*Q, H],
-    scores [B, N, Q, S] (masked, pre-softmax), probs [B, N, Q, S]).
-    `first_of` S: Q = 1, each example's first position (see `dropout`)."""
-    kv = "bntd" if heads_major else "btnd"
-    # Google scales the [B, N, S, S] scores; scaling q ([B, S, H]) is the
-    # same product with S/D times fewer multiplies (bit-equal when D is a
-    # power of four, as BERT's 64: the scale is then a power of two).
-    q = tf.reshape(self.query(x) * tf.cast(self._q_scale, x.dtype),
-                   [batch, queries, self.num_heads, self.head_size])
-    scores = tf.einsum(f"bsnd,{kv}->bnst", q, keys)
-    # float32: -10000 + a score, and the softmax's sums, need its precision.
-    scores = tf.cast(scores, tf.float32) + mask_adder
-    probs = tf.cast(tf.nn.softmax(scores), x.dtype)
-    context = tf.einsum(f"bnst,{kv}->bsnd",
-                        dropout(probs, self.dropout_rate, training,
-                                first_of), values)
-    context = tf.reshape(context, [batch * queries,
-                                   self.num_heads * self.head_size])
-    return context, scores, probs
-
-  def _heads_major(self, x, mask_adder, batch, seq, first_only=False):
-    """Training: heads-major [B, N, S, D] and batched matmuls (2x faster
-    than the einsums, forward and backward, at [32, 128, 4, 64]); q, k and
-    v from one matmul (`fused.split_heads`; with `first_only` the other
-    rows' queries come out of it unused)."""
-    projections = (self.query, self.key, self.value)
-    kernel = tf.concat([tf.cast(d.kernel, x.dtype) for d in projections], 1)
-    qkv = tf.reshape(tf.matmul(x, kernel),
-                     [batch, seq, 3 * self.num_heads * self.head_size])
-    q, k, v = fused.split_heads(
-        qkv, tf.concat([d.bias for d in projections], 0), self.num_heads,
-        self._q_scale)
-    queries, first_of = (1, seq) if first_only else (seq, None)
-    scores = tf.matmul(q[:, :, :1] if first_only else q, k, transpose_b=True)
-    seed = _next_dropout_seed() if self.dropout_rate else None
-    dropped = fused.attention_softmax(scores, mask_adder, self.dropout_rate,
-                                      seed, first_of)
-    if self.dropout_rate and seed is None:  # Outside `dropout_seed`.
-      dropped = tf.nn.dropout(dropped, rate=self.dropout_rate)
-    context = tf.matmul(dropped, v)
-    context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]),
-                         [batch * queries, self.num_heads * self.head_size])
-    # For distillation losses and tests; pruned from the step when unused.
-    scores = tf.cast(scores, tf.float32) + mask_adder
-    return context, scores, tf.cast(tf.nn.softmax(scores), x.dtype)
+    The query rows may be any of the key rows: all of them (a full layer),
+    a block of them, or each example's first (`first_of` T: the [CLS]-only
+    last layer, with the dropout masks the full layer draws for that row).
+    """
+    # Google scales the [B, N, F, T] scores by 1 / sqrt(D); scaling q is
+    # the same product with T / D times fewer multiplies (bit-equal when D
+    # is a power of four, as BERT's 64: the scale is then a power of two).
+    q = self._heads(self.query(from_x) * tf.cast(
+        1.0 / math.sqrt(self.head_size), from_x.dtype), batch, from_length)
+    k = self._heads(self.key(to_x), batch, to_length)
+    v = self._heads(self.value(to_x), batch, to_length)
+    scores = tf.matmul(q, k, transpose_b=True)
+    dropped, masked = attention_probs(scores, mask_adder, self.dropout_rate,
+                                      training, first_of)
+    context = tf.transpose(tf.matmul(dropped, v), [0, 2, 1, 3])
+    context = tf.reshape(context, [-1, self.num_heads * self.head_size])
+    # For distillation losses and tests; pruned from graphs that skip it.
+    probs = tf.cast(tf.nn.softmax(masked), from_x.dtype)
+    return context, masked, probs
 
 
 class TransformerLayer(tf.Module):
-  """One encoder layer, `bert/encoder/layer_<i>/...`."""
+  """One encoder layer, `bert/encoder/layer_<i>/...`: Google's
+  `transformer_model`, one layer of it."""
 
   def __init__(self, scope: str, config: BertConfig):
     super().__init__(name=None)
@@ -488,80 +480,43 @@ class TransformerLayer(tf.Module):
                         std)
     self.output_norm = LayerNorm(f"{scope}/output/LayerNorm", h)
 
-  def __call__(self, x, mask_adder, batch, seq, training: bool):
-    """x [B*S, H] -> (y [B*S, H], scores, probs [B, N, S, S])."""
-    context, scores, probs = self.attention(x, mask_adder, batch, seq,
-                                            training)
-    return self._position_wise(x, context, training), scores, probs
+  def __call__(self, x_blocks: list[tf.Tensor], lengths: list[tf.Tensor],
+               mask_adder: tf.Tensor, batch: tf.Tensor, training: bool,
+               first_only: bool = False
+               ) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor]:
+    """x_blocks: each example's positions in blocks [B*Q_i, H] of `lengths`
+    Q_i (one block: all S of them) -> (y blocks, scores and probs
+    [B, N, S, S]).  `first_only`: each example's first position only
+    (-> one block [B, H], scores and probs [B, N, 1, S]).
 
-  def in_blocks(self, x_blocks: list[tf.Tensor], lengths: list[tf.Tensor],
-                mask_adder: tf.Tensor, batch: tf.Tensor
-                ) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor]:
-    """Inference on each example's positions in blocks, x_blocks [B*Q_i, H]
-    of lengths Q_i (`split_positions`) -> (y_blocks [B*Q_i, H], scores, probs
-    [B, N, S, S]).  Each block's keys and values come from its own rows on
-    its own branch; the layer's one join gathers them, then each block's
-    queries attend to every key and its rows go through the position-wise
-    part.  Same maths as `__call__` (no sum is split)."""
-    keys, values = self._joined_keys_values(x_blocks, lengths, batch)
+    Every block's queries attend to the keys and values of all positions;
+    the rest of the layer (output dense, residual, LayerNorm, feed-forward)
+    works on each row alone, so each block stays on a branch of its own.
+    """
+    seq = tf.add_n(lengths) if len(lengths) > 1 else lengths[0]
+    x = tf.reshape(join_positions(x_blocks, lengths, batch),
+                   [-1, x_blocks[0].shape[-1]])
+    if first_only:
+      x_blocks, lengths, first_of = [first_rows(x_blocks[0], batch)], [1], seq
+    else:
+      first_of = None
     ys, scores, probs = [], [], []
     for rows, length in zip(x_blocks, lengths):
-      context, block_scores, block_probs = self.attention.attend(
-          rows, keys, values, mask_adder, batch, length, heads_major=True)
-      ys.append(self._position_wise(rows, context, False))
+      context, block_scores, block_probs = self.attention(
+          rows, x, mask_adder, batch, length, seq, training, first_of)
+      attended = self.attention_norm.add_and_norm(
+          rows, self.attention_output, context, self.dropout_rate, training,
+          first_of)
+      hidden = dense_activation(self.intermediate, self.activation, attended,
+                                training)
+      ys.append(self.output_norm.add_and_norm(
+          attended, self.output, hidden, self.dropout_rate, training,
+          first_of))
       scores.append(block_scores)
       probs.append(block_probs)
+    if len(ys) == 1:
+      return ys, scores[0], probs[0]
     return ys, tf.concat(scores, axis=2), tf.concat(probs, axis=2)
-
-  def first_positions(self, x, lengths: list[tf.Tensor] | None,
-                      mask_adder: tf.Tensor, batch: tf.Tensor,
-                      seq: tf.Tensor, training: bool = False
-                      ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Each example's first position only: x [B*S, H], or at inference its
-    blocks with their `lengths` (`in_blocks`) -> (y [B, H], scores, probs
-    [B, N, 1, S]).  Every position's keys and values, one query per
-    example: the rows a classifier's pooler reads of the last layer.  In
-    training, the dropout masks of those rows in `__call__`."""
-    if lengths is None:
-      context, scores, probs = self.attention(x, mask_adder, batch, seq,
-                                              training, first_only=True)
-      first = first_rows(x, batch)
-    else:
-      keys, values = self._joined_keys_values(x, lengths, batch)
-      first = first_rows(x[0], batch)
-      context, scores, probs = self.attention.attend(
-          first, keys, values, mask_adder, batch, 1, heads_major=True)
-    return (self._position_wise(first, context, training, first_of=seq),
-            scores, probs)
-
-  def _joined_keys_values(self, x_blocks: list[tf.Tensor],
-                         lengths: list[tf.Tensor], batch: tf.Tensor
-                         ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Blocks x_blocks [B*Q_i, H] -> keys, values [B, N, S, D] of every
-    position: each block's own on its branch, then the layer's one join."""
-    # Heads-major [B, N, Q_i, D] on each block's branch: every block's
-    # einsums would otherwise transpose the joined keys and values again.
-    parts = [self.attention.keys_values(rows, batch, length, heads_major=True)
-             for rows, length in zip(x_blocks, lengths)]
-    return (tf.concat([k for k, _ in parts], axis=2),
-            tf.concat([v for _, v in parts], axis=2))
-
-  def _position_wise(self, x, context, training: bool,
-                     first_of: tf.Tensor | None = None):
-    """x, context [N, H] -> y [N, H]: everything after the attention, each
-    row on its own (output dense, residual, LayerNorm, feed-forward).
-    `first_of`: see `dropout`."""
-    attended = self.attention_norm.add_and_norm(
-        x, self.attention_output, context, self.dropout_rate, training,
-        first_of)
-    if training and self.activation is gelu:
-      # Google's GELU (and the dense layer's bias) in one XLA kernel.
-      hidden = fused.gelu(*self.intermediate.for_kernel(attended, training))
-    else:
-      hidden = self.activation(self.intermediate(attended))
-    return self.output_norm.add_and_norm(attended, self.output, hidden,
-                                         self.dropout_rate, training,
-                                         first_of)
 
 
 class BertOutputs(NamedTuple):
@@ -629,30 +584,21 @@ class BertModel(tf.Module):
     embedding_output = self.embed(input_ids, segment_ids, training)
     mask_adder = attention_mask_adder(input_mask)
     # The encoder works on [B*S, H] matrices, as Google's does, so every
-    # dense layer is a single 2-D matmul.
+    # dense layer is a single 2-D matmul; inference may split each
+    # example's positions in blocks (`position_blocks`).
     x = tf.reshape(embedding_output, [batch * seq, self.config.hidden_size])
-    # Inference (outside XLA): the positions in blocks from the first layer
-    # to the last (`inference_row_blocks`); each layer's output is joined
-    # only for whoever reads it.
-    in_blocks = (not training and _settings.row_blocks > 1 and
-                 not compiled_whole_by_xla())
-    if in_blocks:
-      x, lengths = split_positions(x, batch, seq, _settings.row_blocks)
-    else:
-      lengths = None
+    blocks = 1 if training else _settings.position_blocks
+    lengths = block_lengths(seq, blocks) if blocks > 1 else [seq]
+    x_blocks = split_positions(x, batch, seq, lengths) if blocks > 1 else [x]
     encoder_outputs, all_scores, all_probs = [], [], []
     for i, layer in enumerate(self.layers):
-      if first_position_only and i == len(self.layers) - 1:
-        x, scores, probs = layer.first_positions(x, lengths, mask_adder,
-                                                 batch, seq, training)
-        layer_output = tf.reshape(x, [batch, 1, self.config.hidden_size])
-      elif in_blocks:
-        x, scores, probs = layer.in_blocks(x, lengths, mask_adder, batch)
-        layer_output = join_positions(x, lengths, batch)
-      else:
-        x, scores, probs = layer(x, mask_adder, batch, seq, training)
-        layer_output = tf.reshape(x, [batch, seq, self.config.hidden_size])
-      encoder_outputs.append(layer_output)
+      first_only = first_position_only and i == len(self.layers) - 1
+      x_blocks, scores, probs = layer(x_blocks, lengths, mask_adder, batch,
+                                      training, first_only)
+      if first_only:
+        lengths = [1]
+      # Joined only for whoever reads it (a classifier's logits do not).
+      encoder_outputs.append(join_positions(x_blocks, lengths, batch))
       all_scores.append(scores)
       all_probs.append(probs)
     sequence_output = encoder_outputs[-1] if encoder_outputs else embedding_output

@@ -54,8 +54,13 @@ def _read_lines(path: str) -> list[str]:
       # utf-8-sig drops the byte-order mark spreadsheet programs write.
       lines.append(chunk.decode("utf-8-sig" if i == 0 else "utf-8"))
     except UnicodeDecodeError as e:
-      raise UserError(f"{path}:{i + 1}: not valid UTF-8 ({e.reason} at byte "
-                      f"{e.start} of the line)") from None
+      # The column counts the characters before the bad byte, as an editor
+      # shows them.
+      column = len(chunk[:e.start].decode("utf-8", errors="replace")) + 1
+      raise UserError(
+          f"{path}:{i + 1}: not valid UTF-8 (byte 0x{chunk[e.start]:02x} at "
+          f"column {column}: {e.reason}); re-save the file as UTF-8, e.g. "
+          f"iconv -f <its encoding> -t utf-8") from None
   if not any(line.strip() for line in lines):
     raise UserError(f"{path}: the file is empty")
   return lines
@@ -295,6 +300,15 @@ class EmotionProcessor(DataProcessor):
 
   def get_labels(self) -> list[str]:
     return ["0", "1"]
+
+  def _check_label(self, path: str, line_no: int, label: str) -> str:
+    if label not in self.get_labels():
+      raise UserError(
+          f"{path}:{line_no}: label {label!r}: the emotion task takes two "
+          "labels only (0, 1); for other labels use the csv task "
+          "(--task_name=csv, or TASK_NAME=csv in the scripts: "
+          "train/dev/test.csv with a text,label header)")
+    return label
 
   def get_train_examples(self, data_dir: str) -> list[InputExample]:
     return self._read_labelled(self.split_file(data_dir, "train"), "train")

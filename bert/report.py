@@ -12,6 +12,15 @@ repeated calls), dev and test accuracy (features built in Python with the
 export's own vocab.txt and export_info.json, then `serving_default`) and
 agreement with the reference model (the first one) on test.
 
+Beside them, unless --baseline=none, `baseline_ngram`: a character n-gram
+TF-IDF + logistic-regression classifier (bert/baseline.py, scikit-learn)
+trained on the task's train split and scored on the same dev and test
+splits, its batch-1 latency that of `predict` on one raw text (the longest
+test text), timed in the same rounds as the models.  Every accuracy
+difference the report states comes with a paired bootstrap interval over
+the test examples (95%, 2,000 resamples, seed 0), and says whether it lies
+within the noise (the interval holds 0) or outside it.
+
 Writes <output_dir>/report.md (a table and a few sentences), report.json and
 accuracy_vs_latency.png, and prints the table.
 """
@@ -22,6 +31,7 @@ import dataclasses
 import datetime
 import json
 import os
+import pickle
 import platform
 import statistics
 import sys
@@ -35,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
+from bert import baseline as ngram_baseline
 from bert import files, modeling, processors
 from bert.errors import UserError, exit_on_error
 from bert.export import (ExportedClassifier, resolve_export,
@@ -42,6 +53,15 @@ from bert.export import (ExportedClassifier, resolve_export,
 from bert.quantize import TFLITE_FILE, TfliteClassifier
 
 FLAGS = flags.FLAGS
+
+BASELINE_NAME = "baseline_ngram"
+BASELINES = ("ngram", "none")
+# A paired bootstrap over the test examples: every model is scored on the
+# same examples, so resampling them together keeps what the models share
+# (hard examples) out of the difference's spread.
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_LEVEL = 0.95
 
 
 @dataclasses.dataclass
@@ -55,6 +75,16 @@ class ModelReport:
   dev_accuracy: float | None
   test_accuracy: float | None
   test_agreement: float | None   # With the reference model's predictions.
+  # Per test example, whether the prediction is right (labelled test only);
+  # for the bootstrap intervals, left out of report.json.
+  test_correct: np.ndarray | None = dataclasses.field(
+      default=None, repr=False, compare=False)
+
+  def to_json(self) -> dict:
+    """The report.json entry: every field but the per-example `test_correct`."""
+    out = dataclasses.asdict(self)
+    out.pop("test_correct")
+    return out
 
 
 def parse_models(spec: Sequence[str]) -> list[tuple[str, str]]:
@@ -126,10 +156,16 @@ def random_features(model: ExportedClassifier, batch_size: int,
           "segment_ids": tf.zeros(shape, tf.int32)}
 
 
+Call = Callable[[], object]
+
+
 def measure_speeds(models: Sequence[ExportedClassifier], seq_length: int,
                    batch_size: int, latency_runs: int, throughput_runs: int,
-                   warmup: int, rounds: int = 5) -> list[tuple[float, float]]:
-  """[(median ms per batch-1 call, examples/s at `batch_size`)] per model.
+                   warmup: int, rounds: int = 5,
+                   extra_calls: Sequence[tuple[Call, Call]] = ()
+                   ) -> list[tuple[float, float]]:
+  """[(median ms per batch-1 call, examples/s at `batch_size`)] per model,
+  then per (batch-1 call, batch-`batch_size` call) pair of `extra_calls`.
 
   The calls are spread over `rounds` rounds that visit the models in turn, so
   that load from other processes on a shared machine falls on all of them
@@ -141,6 +177,7 @@ def measure_speeds(models: Sequence[ExportedClassifier], seq_length: int,
     return lambda: np.asarray(model.serving_default(**features)["logits"])
 
   calls = [(caller(m, 1), caller(m, batch_size)) for m in models]
+  calls += list(extra_calls)
   for one, many in calls:
     call_times(one, warmup)
     call_times(many, warmup)
@@ -149,8 +186,8 @@ def measure_speeds(models: Sequence[ExportedClassifier], seq_length: int,
     runs = max(1, runs)
     return runs // rounds + (1 if r < runs % rounds else 0)
 
-  latency = [[] for _ in models]
-  batched = [[] for _ in models]
+  latency = [[] for _ in calls]
+  batched = [[] for _ in calls]
   for r in range(rounds):
     for i, (one, many) in enumerate(calls):
       latency[i] += call_times(one, share(latency_runs, r))
@@ -173,15 +210,78 @@ def accuracy(predictions: np.ndarray,
              examples: Sequence[processors.InputExample],
              label_list: Sequence[str]) -> float | None:
   """Accuracy over the labelled examples; None when there are none."""
+  correct = correctness(predictions, examples, label_list)
+  return None if correct is None else float(np.mean(correct))
+
+
+def correctness(predictions: np.ndarray,
+                examples: Sequence[processors.InputExample],
+                label_list: Sequence[str] | None = None) -> np.ndarray | None:
+  """Per labelled example, whether its prediction is its label (predictions
+  are indices into `label_list`, or label strings without it); None when
+  no example has a label."""
   labelled = [(p, e.label) for p, e in zip(predictions, examples)
               if e.label is not None]
   if not labelled:
     return None
-  return float(np.mean([label_list[p] == l for p, l in labelled]))
+  return np.array([(label_list[p] if label_list is not None else str(p)) == l
+                   for p, l in labelled])
+
+
+def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray,
+                     resamples: int = BOOTSTRAP_RESAMPLES,
+                     seed: int = BOOTSTRAP_SEED,
+                     level: float = BOOTSTRAP_LEVEL
+                     ) -> tuple[float, float, float]:
+  """(accuracy of a - accuracy of b, low, high) in points, the interval a
+  percentile bootstrap that resamples the test examples of both together."""
+  from scipy import stats  # scikit-learn's dependency; only needed here.
+  a = np.asarray(correct_a, np.float64)
+  b = np.asarray(correct_b, np.float64)
+  if a.shape != b.shape or not a.size:
+    raise ValueError(f"paired_bootstrap: need two equal non-empty arrays, "
+                     f"got shapes {a.shape} and {b.shape}")
+  diff = 100 * float(a.mean() - b.mean())
+  if np.array_equal(a, b):  # Every resample's difference is 0.
+    return diff, 0.0, 0.0
+  result = stats.bootstrap(
+      (a, b), lambda x, y, axis: x.mean(axis) - y.mean(axis), paired=True,
+      vectorized=True, n_resamples=resamples, confidence_level=level,
+      method="percentile", rng=np.random.default_rng(seed))
+  interval = result.confidence_interval
+  return diff, 100 * float(interval.low), 100 * float(interval.high)
+
+
+def within_noise(low: float, high: float) -> bool:
+  """True when the interval holds 0: no difference is as likely as any."""
+  return low <= 0 <= high
+
+
+def difference_interval(a: ModelReport, b: ModelReport,
+                        level: float = BOOTSTRAP_LEVEL) -> str | None:
+  """"95% interval -1.10 to +1.90: within the noise" for a's test accuracy
+  minus b's; None unless both have per-example results on the same test
+  examples."""
+  if (a.test_correct is None or b.test_correct is None
+      or a.test_correct.shape != b.test_correct.shape):
+    return None
+  _, low, high = paired_bootstrap(a.test_correct, b.test_correct, level=level)
+  noise = "within the noise" if within_noise(low, high) else \
+      "outside the noise"
+  return f"{level:.0%} interval {low:+.2f} to {high:+.2f}: {noise}"
+
+
+def describe_difference(a: ModelReport, b: ModelReport) -> str:
+  """"+0.40 points (95% interval -1.10 to +1.90: within the noise)": a's
+  test accuracy minus b's, with its interval when there is one."""
+  text = f"{100 * (a.test_accuracy - b.test_accuracy):+.2f} points"
+  interval = difference_interval(a, b)
+  return text if interval is None else f"{text} ({interval})"
 
 
 def read_split(processor, data_dir: str, split: str) -> list:
-  read = {"dev": processor.get_dev_examples,
+  read = {"train": processor.get_train_examples,
+          "dev": processor.get_dev_examples,
           "test": processor.get_test_examples}[split]
   try:
     return read(data_dir)
@@ -195,18 +295,48 @@ def tflite_suffix(precision: str) -> str:
   return "_int8" if precision == "int8" else "_tflite"
 
 
+def fit_baseline(processor: processors.DataProcessor, data_dir: str):
+  """The n-gram baseline fitted on the task's train split."""
+  try:
+    train = processor.get_train_examples(data_dir)
+  except UserError as e:
+    raise UserError(f"--baseline=ngram needs the train split ({e}); pass "
+                    "--baseline=none to leave the baseline out") from None
+  return ngram_baseline.fit_ngram(
+      [ngram_baseline.example_text(e) for e in train],
+      [e.label for e in train])
+
+
+def baseline_calls(model, splits: dict[str, list],
+                   batch_size: int) -> tuple[Call, Call]:
+  """(predict on one raw text, predict on `batch_size` texts): the longest
+  test (else dev) text, as the models are timed on full-length inputs."""
+  texts = [ngram_baseline.example_text(e)
+           for e in splits["test"] or splits["dev"]]
+  if not texts:
+    raise UserError("--baseline=ngram: no dev or test texts to time it on")
+  longest = max(texts, key=len)
+  batch = [texts[i % len(texts)] for i in range(batch_size)]
+  return (lambda: model.predict([longest]), lambda: model.predict(batch))
+
+
 def evaluate_models(models: list[tuple[str, str]], data_dir: str,
                     task_name: str | None = None, seq_length: int = 128,
                     batch_size: int = 32, latency_runs: int = 100,
                     throughput_runs: int = 20, warmup: int = 5,
-                    tflite: bool = False) -> list[ModelReport]:
+                    tflite: bool = False,
+                    baseline: str = "ngram") -> list[ModelReport]:
   """Measures every model; the first is the reference for agreement.
 
   With `tflite`, each model that has a TF Lite copy (`model.tflite` from
   `python -m bert.quantize`) is followed by it, run by the TF Lite
   interpreter: `<name>_int8` (dynamic-range int8) or `<name>_tflite`
-  (float32).
+  (float32).  With `baseline="ngram"` the last report is `baseline_ngram`,
+  the character n-gram model trained on the task's train split.
   """
+  if baseline not in BASELINES:
+    raise UserError(f"--baseline must be one of {', '.join(BASELINES)}, got "
+                    f"{baseline!r}")
   loaded_models = []
   for name, path in models:
     loaded_models.append((name, ExportedClassifier(path)))
@@ -222,31 +352,53 @@ def evaluate_models(models: list[tuple[str, str]], data_dir: str,
   for model in loaded:
     if not model.label_list:
       raise UserError(f"{model.dir}: export_info.json has no label_list")
-  logging.info("Timing %s", ", ".join(name for name, _ in models))
-  speeds = measure_speeds(loaded, seq_length, batch_size, latency_runs,
-                          throughput_runs, warmup)
   task = task_name or loaded[0].info.get("task_name") or "emotion"
   processor = processors.get_processor(task)
+  # The baseline reads the train split first: a csv task's label list is
+  # the train file's.
+  fitted = fit_baseline(processor, data_dir) if baseline == "ngram" else None
   splits = {s: read_split(processor, data_dir, s) for s in ("dev", "test")}
-  reports, reference = [], None
-  for (name, _), model, (latency, throughput) in zip(models, loaded, speeds):
-    logging.info("%s: dev and test predictions", name)
-    predicted = {s: split_predictions(model, examples)
-                 for s, examples in splits.items()}
-    if reference is None:
-      reference = predicted["test"]
-    agreement = (float(np.mean(predicted["test"] == reference))
+  extra = [] if fitted is None else [baseline_calls(fitted, splits,
+                                                    batch_size)]
+  logging.info("Timing %s", ", ".join(
+      [name for name, _ in models] + ([BASELINE_NAME] if extra else [])))
+  speeds = measure_speeds(loaded, seq_length, batch_size, latency_runs,
+                          throughput_runs, warmup, extra_calls=extra)
+
+  def make_report(name, path, parameters, size_bytes, speed, predicted):
+    """predicted: {split: label strings}; the first call is the reference."""
+    if not reports:
+      reference.extend(predicted["test"])
+    agreement = (float(np.mean(np.asarray(predicted["test"]) ==
+                               np.asarray(reference)))
                  if len(reference) else None)
+    correct = {s: correctness(predicted[s], splits[s]) for s in splits}
     reports.append(ModelReport(
-        name=name, path=getattr(model, "tflite_path", model.dir),
-        parameters=count_parameters(model),
-        size_bytes=model_size(model), latency_ms=latency,
-        throughput=throughput,
-        dev_accuracy=accuracy(predicted["dev"], splits["dev"], model.label_list),
-        test_accuracy=accuracy(predicted["test"], splits["test"],
-                               model.label_list),
-        test_agreement=agreement))
+        name=name, path=path, parameters=parameters, size_bytes=size_bytes,
+        latency_ms=speed[0], throughput=speed[1],
+        dev_accuracy=None if correct["dev"] is None else
+        float(np.mean(correct["dev"])),
+        test_accuracy=None if correct["test"] is None else
+        float(np.mean(correct["test"])),
+        test_agreement=agreement, test_correct=correct["test"]))
     logging.info("%s: %s", name, reports[-1])
+
+  reports, reference = [], []
+  for (name, _), model, speed in zip(models, loaded, speeds):
+    logging.info("%s: dev and test predictions", name)
+    labels = np.array(model.label_list)
+    predicted = {s: labels[split_predictions(model, examples)]
+                 for s, examples in splits.items()}
+    make_report(name, getattr(model, "tflite_path", model.dir),
+                count_parameters(model), model_size(model), speed, predicted)
+  if fitted is not None:
+    predicted = {s: (fitted.predict([ngram_baseline.example_text(e)
+                                     for e in examples])
+                     if examples else np.zeros([0], str))
+                 for s, examples in splits.items()}
+    make_report(BASELINE_NAME, "scikit-learn, trained on the train split",
+                ngram_baseline.parameter_count(fitted),
+                len(pickle.dumps(fitted)), speeds[-1], predicted)
   return reports
 
 
@@ -271,23 +423,27 @@ def markdown_table(reports: Sequence[ModelReport], batch_size: int) -> str:
 
 
 def interpretation(reports: Sequence[ModelReport]) -> str:
-  """Sentences comparing every model with the reference (the first), and a
-  model `X` with `X_plain` (the same model trained without distillation)."""
+  """Sentences comparing every model with the reference (the first), a
+  model `X` with `X_plain` (the same model trained without distillation),
+  and every model with `baseline_ngram`; each test accuracy difference with
+  its paired bootstrap interval when the reports have per-example results."""
   ref, sentences = reports[0], []
   by_name = {r.name: r for r in reports}
-  for r in reports[1:]:
+  models = [r for r in reports if r.name != BASELINE_NAME]
+  for r in models[1:]:
     s = (f"`{r.name}` is {ref.latency_ms / r.latency_ms:.1f}x faster than "
          f"`{ref.name}` at batch 1 ({r.latency_ms:.2f} vs {ref.latency_ms:.2f} "
          f"ms) and has {ref.parameters / r.parameters:.1f}x fewer parameters")
     if r.test_accuracy is not None and ref.test_accuracy is not None:
       diff = 100 * (r.test_accuracy - ref.test_accuracy)
+      interval = difference_interval(r, ref)
       s += (f"; its test accuracy is {abs(diff):.2f} points "
             f"{'lower' if diff < 0 else 'higher'} ({_pct(r.test_accuracy)} vs "
-            f"{_pct(ref.test_accuracy)})")
+            f"{_pct(ref.test_accuracy)}{'; ' + interval if interval else ''})")
     if r.test_agreement is not None:
       s += f" and it agrees with `{ref.name}` on {_pct(r.test_agreement)} of test"
     sentences.append(s + ".")
-  for r in reports:
+  for r in models:
     for precision in ("int8", "float32"):
       copy = by_name.get(r.name + tflite_suffix(precision))
       if copy is None:
@@ -298,18 +454,66 @@ def interpretation(reports: Sequence[ModelReport]) -> str:
            f"{copy.size_bytes / r.size_bytes:.0%} of the size")
       if r.test_accuracy is not None and copy.test_accuracy is not None:
         s += (f"; test accuracy {_pct(copy.test_accuracy)} vs "
-              f"{_pct(r.test_accuracy)} "
-              f"({100 * (copy.test_accuracy - r.test_accuracy):+.2f} points)")
+              f"{_pct(r.test_accuracy)} ({describe_difference(copy, r)})")
       sentences.append(s + ".")
     plain = by_name.get(r.name + "_plain")
     if (plain is not None and r.test_accuracy is not None
         and plain.test_accuracy is not None):
-      diff = 100 * (r.test_accuracy - plain.test_accuracy)
       sentences.append(
-          f"Distillation moved `{r.name}`'s test accuracy by {diff:+.2f} "
-          f"points against the same model trained without a teacher "
-          f"(`{plain.name}`: {_pct(plain.test_accuracy)}).")
+          f"Distillation moved `{r.name}`'s test accuracy by "
+          f"{describe_difference(r, plain)} against the same model trained "
+          f"without a teacher (`{plain.name}`: {_pct(plain.test_accuracy)}).")
+  base = by_name.get(BASELINE_NAME)
+  if base is not None:
+    sentences.append(baseline_sentences(base, models))
   return " ".join(sentences)
+
+
+def baseline_sentences(base: ModelReport,
+                       models: Sequence[ModelReport]) -> str:
+  """Whether the BERT models beat the n-gram baseline, in plain words."""
+  scored = [r for r in models if r.test_accuracy is not None]
+  if base.test_accuracy is None or not scored:
+    return (f"`{base.name}` cannot be compared with the models: the test "
+            "split has no labels.")
+  s = (f"The character n-gram baseline (`{base.name}`: TF-IDF + logistic "
+       f"regression on the same train split) has {_pct(base.test_accuracy)} "
+       f"test accuracy at {base.latency_ms:.2f} ms per text; against it, ")
+  s += ", ".join(f"`{r.name}` {describe_difference(r, base)}"
+                 for r in scored) + "."
+  verdicts = {"beat": [], "noise": [], "worse": [], "unknown": []}
+  for r in scored:
+    if r.test_correct is None or base.test_correct is None:
+      key = "unknown"
+    else:
+      _, low, high = paired_bootstrap(r.test_correct, base.test_correct)
+      key = "beat" if low > 0 else "worse" if high < 0 else "noise"
+    verdicts[key].append(f"`{r.name}`")
+  if len(verdicts["beat"]) == len(scored):
+    s += " Every BERT model beats the baseline, outside the noise."
+  elif not verdicts["beat"]:
+    s += " No BERT model beats the baseline outside the noise."
+  else:
+    s += (f" {_names(verdicts['beat'])} beat"
+          f"{'s' if len(verdicts['beat']) == 1 else ''} the baseline outside "
+          "the noise.")
+  if verdicts["noise"] and verdicts["beat"]:
+    s += (f" {_names(verdicts['noise'])} "
+          f"{'does' if len(verdicts['noise']) == 1 else 'do'} not: "
+          "the difference is within the noise.")
+  if verdicts["worse"]:
+    s += (f" {_names(verdicts['worse'])} "
+          f"{'is' if len(verdicts['worse']) == 1 else 'are'} worse than the "
+          "baseline, outside the noise.")
+  if verdicts["unknown"]:
+    s += (f" {_names(verdicts['unknown'])}: no per-example predictions, so "
+          "no interval.")
+  return s
+
+
+def _names(names: Sequence[str]) -> str:
+  return names[0] if len(names) == 1 else \
+      ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def plot(reports: Sequence[ModelReport], path: str, seq_length: int) -> None:
@@ -325,7 +529,10 @@ def plot(reports: Sequence[ModelReport], path: str, seq_length: int) -> None:
     y = r.test_accuracy if use_test else r.dev_accuracy
     if y is None:
       continue
-    ax.scatter(r.latency_ms, 100 * y, s=60, zorder=3)
+    # The baseline stands apart: a grey square, not one of the models.
+    style = ({"marker": "s", "color": "grey"} if r.name == BASELINE_NAME
+             else {})
+    ax.scatter(r.latency_ms, 100 * y, s=60, zorder=3, **style)
     ax.annotate(f"{r.name}\n{r.parameters / 1e6:.2f}M params",
                 (r.latency_ms, 100 * y), textcoords="offset points",
                 xytext=(8, 6), fontsize=9)
@@ -344,6 +551,33 @@ def plot(reports: Sequence[ModelReport], path: str, seq_length: int) -> None:
     files.write_atomically(path, lambda tmp: fig.savefig(tmp, format="png"))
   finally:
     plt.close(fig)
+
+
+def comparisons(reports: Sequence[ModelReport]) -> list[dict]:
+  """Every stated test accuracy difference with its bootstrap interval, for
+  report.json: each model against the reference, X against X_plain, a TF
+  Lite copy against its model, each model against the baseline."""
+  by_name = {r.name: r for r in reports}
+  models = [r for r in reports if r.name != BASELINE_NAME]
+  pairs = [(r, reports[0]) for r in models[1:]]
+  for r in models:
+    for other in (r.name + "_plain", r.name + "_int8", r.name + "_tflite"):
+      if other in by_name:
+        pairs.append((by_name[other], r) if other != r.name + "_plain"
+                     else (r, by_name[other]))
+  if BASELINE_NAME in by_name:
+    pairs += [(r, by_name[BASELINE_NAME]) for r in models]
+  out = []
+  for a, b in pairs:
+    if a.test_correct is None or b.test_correct is None or \
+        a.test_correct.shape != b.test_correct.shape:
+      continue
+    diff, low, high = paired_bootstrap(a.test_correct, b.test_correct)
+    out.append({"model": a.name, "against": b.name,
+                "test_accuracy_difference_points": diff,
+                "interval_low": low, "interval_high": high,
+                "within_noise": within_noise(low, high)})
+  return out
 
 
 def write_report(reports: Sequence[ModelReport], output_dir: str,
@@ -366,6 +600,18 @@ def write_report(reports: Sequence[ModelReport], output_dir: str,
       "in rounds. Accuracy: dev and test splits, features "
       "built with each export's own vocab.txt and max_seq_length. Timings "
       "depend on the machine and on whatever else runs on it.")
+  if any(r.name == BASELINE_NAME for r in reports):
+    notes += (
+        f" `{BASELINE_NAME}`: scikit-learn's TF-IDF of character 1-3-grams "
+        "and logistic regression (C=10) trained on the train split; its "
+        "latency is that of `predict` on one raw text (the longest test "
+        "text), its size that of the pickled model, its parameters the "
+        "regression's weights.")
+  notes += (
+      f" Intervals: {BOOTSTRAP_LEVEL:.0%} paired bootstrap of the test "
+      f"accuracy difference ({BOOTSTRAP_RESAMPLES:,} resamples of the test "
+      f"examples, seed {BOOTSTRAP_SEED}); a difference whose interval holds "
+      "0 is within the noise, not a gain.")
   lines = ["# Teacher vs students", "", table, interpretation(reports), "",
            notes, "", "![accuracy vs latency](accuracy_vs_latency.png)", "",
            "| model | export |", "|---|---|"]
@@ -375,7 +621,8 @@ def write_report(reports: Sequence[ModelReport], output_dir: str,
   files.write_text_atomically(
       os.path.join(output_dir, "report.json"),
       json.dumps({"seq_length": seq_length, "batch_size": batch_size,
-                  "models": [dataclasses.asdict(r) for r in reports]},
+                  "models": [r.to_json() for r in reports],
+                  "comparisons": comparisons(reports)},
                  indent=2) + "\n")
   plot(reports, os.path.join(output_dir, "accuracy_vs_latency.png"),
        seq_length)
@@ -400,6 +647,11 @@ def define_flags() -> None:
                     "directory, made by python -m bert.quantize), as "
                     "<name>_int8 (int8) or <name>_tflite (float32).")
   flags.DEFINE_alias("int8", "tflite")
+  flags.DEFINE_enum("baseline", "ngram", list(BASELINES), "ngram: add "
+                    f"`{BASELINE_NAME}`, scikit-learn's character 1-3-gram "
+                    "TF-IDF + logistic regression trained on the train "
+                    "split, as a row and a point of the plot; none: leave "
+                    "it out.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -416,7 +668,8 @@ def main(argv: Sequence[str]) -> None:
   reports = evaluate_models(
       models, FLAGS.data_dir, FLAGS.task_name,
       FLAGS.seq_length, FLAGS.batch_size, FLAGS.latency_runs,
-      FLAGS.throughput_runs, max(0, FLAGS.warmup_runs), FLAGS.tflite)
+      FLAGS.throughput_runs, max(0, FLAGS.warmup_runs), FLAGS.tflite,
+      FLAGS.baseline)
   table = write_report(reports, FLAGS.output_dir, FLAGS.seq_length,
                        FLAGS.batch_size, FLAGS.latency_runs,
                        FLAGS.throughput_runs)

@@ -35,7 +35,8 @@ if not __package__:  # run as `python bert/run_classifier_distill.py`
 
 from absl import app, flags
 
-from bert import bilstm, classifier, modeling, objective, run_config, training
+from bert import bilstm, classifier, modeling, objective, run_config
+from bert import training
 from bert.errors import UserError, exit_on_error
 
 CONFIG = run_config.DistillConfig

@@ -50,8 +50,6 @@ C = TypeVar("C", bound="Config")
 
 ACTIONS = ("do_train", "do_eval", "do_predict", "do_export",
            "do_export_encoder")
-# --kernels: which implementation runs the training step's layer kernels.
-KERNELS = ("auto", "reference", "fused")
 
 # Google's flags that mean nothing here, accepted so that its command lines
 # keep working: (name, type, default, help).  They are not settings.
@@ -63,7 +61,7 @@ IGNORED_FLAGS = (
 
 
 def setting(default: Any, help: str, *, trains: bool = False,
-            path: bool = False, choices: tuple[str, ...] | str | None = None
+            path: bool = False, choices: tuple[str, ...] | None = None
             ) -> Any:
   """A config field: its default and its flag's help, declared once.
 
@@ -73,20 +71,27 @@ def setting(default: Any, help: str, *, trains: bool = False,
     trains: it changes what training produces (`training_keys`: a resumed
       run must keep it).
     path: it holds file paths (`path_keys`: recorded as absolute paths).
-    choices: the allowed values (an enum flag): a tuple, or "module:NAME" of
-      a tuple (or dict) that a TensorFlow-importing module declares.
+    choices: the allowed values (an enum flag), a tuple; an entry
+      "module:NAME" stands for the names in that module's tuple (or dict),
+      for those that a TensorFlow-importing module declares.
   """
   return dataclasses.field(default=default, metadata={
       "help": help, "trains": trains, "path": path, "choices": choices})
 
 
 def choices_of(field: dataclasses.Field) -> tuple[str, ...] | None:
-  """The field's allowed values (a "module:NAME" reference imported)."""
+  """The field's allowed values ("module:NAME" entries imported)."""
   choices = field.metadata.get("choices")
-  if isinstance(choices, str):
-    module, name = choices.split(":")
-    choices = getattr(importlib.import_module(module), name)
-  return None if choices is None else tuple(choices)
+  if choices is None:
+    return None
+  names = []
+  for entry in choices:
+    if ":" in entry:
+      module, name = entry.split(":")
+      names.extend(getattr(importlib.import_module(module), name))
+    else:
+      names.append(entry)
+  return tuple(names)
 
 
 def _flag_type(annotation) -> tuple[type, bool]:
@@ -284,13 +289,13 @@ class RunConfig(Config):
   tpu_zone: str | None = setting(None, "GCE zone of --tpu_name.")
   gcp_project: str | None = setting(None, "GCP project of --tpu_name.")
   distribution_strategy: str = setting(
-      "auto", _STRATEGY_HELP, choices="bert.training:STRATEGIES")
+      "auto", _STRATEGY_HELP, choices=("bert.training:STRATEGIES",))
   precision: str = setting(
       "float32", "What training computes in. mixed_bfloat16 (CPUs with AMX "
       "or AVX512-BF16, TPUs, Ampere+ GPUs) and mixed_float16 (GPUs; dynamic "
       "loss scaling) keep variables, optimiser state and checkpoints in "
       "float32; eval, predict and exports compute in float32.", trains=True,
-      choices="bert.training:PRECISIONS")
+      choices=("bert.training:PRECISIONS",))
   jit_compile: bool = setting(False, _JIT_HELP)
   # TF Hub encoders.
   bert_hub_module_handle: str | None = setting(
@@ -300,7 +305,8 @@ class RunConfig(Config):
   do_export_encoder: bool = setting(
       False, "Export this project's encoder in TF Hub's BERT encoder format "
       "to --export_dir")
-  kernels: str = setting("auto", _KERNELS_HELP, choices=KERNELS)
+  kernels: str = setting("auto", _KERNELS_HELP,
+                         choices=("auto", "bert.modeling:KERNELS"))
   export_position_blocks: int = setting(
       2, "Exports split each example's positions into this many blocks that "
       "TensorFlow's executor runs concurrently, so batch-1 requests keep "
@@ -399,7 +405,7 @@ class DistillConfig(RunConfig):
       "ensemble member.", trains=True, path=True)
   ensemble_mean: str = setting(
       "arithmetic", "How an ensemble's distributions are averaged.",
-      trains=True, choices="bert.distillation:ENSEMBLE_MEANS")
+      trains=True, choices=("bert.distillation:ENSEMBLE_MEANS",))
   alpha: float = setting(
       0.5, "Weight of the teacher's soft targets; the gold labels get "
       "1 - alpha.", trains=True)
@@ -408,13 +414,13 @@ class DistillConfig(RunConfig):
       None, "soft_ce: CE(softmax(v/T), softmax(z/T)) * T^2 (Hinton; the "
       "default); kl: the same as a KL divergence; logits_mse: MSE of the "
       "logits (Tang et al.; the default for --student_type=bilstm).",
-      trains=True, choices="bert.distillation:OBJECTIVES")
+      trains=True, choices=("bert.distillation:OBJECTIVES",))
   alpha_schedule: str = setting(
       "constant", "anneal: teacher annealing (BAM!), alpha goes 1 -> 0.",
-      trains=True, choices="bert.distillation:ALPHA_SCHEDULES")
+      trains=True, choices=("bert.distillation:ALPHA_SCHEDULES",))
   temperature_schedule: str = setting(
       "constant", "linear: the temperature decays from --temperature to 1.",
-      trains=True, choices="bert.distillation:TEMPERATURE_SCHEDULES")
+      trains=True, choices=("bert.distillation:TEMPERATURE_SCHEDULES",))
   cache_teacher_logits: bool = setting(
       False, "Compute the teacher's logits once per training example and "
       "reuse them.")
@@ -431,12 +437,12 @@ class DistillConfig(RunConfig):
   student_type: str = setting(
       "bert", "bert, or bilstm (Tang et al.; --bert_config_file is then a "
       "bilstm config such as configs/bilstm_config.json).", trains=True,
-      choices="bert.bilstm:STUDENT_TYPES")
+      choices=("bert.bilstm:STUDENT_TYPES",))
   stage: str = setting(
       "prediction", "prediction: learn the teacher's predictions; "
       "intermediate: only TinyBERT's --intermediate_losses; both: "
       "intermediate for --intermediate_fraction of the steps, then "
-      "prediction.", trains=True, choices="bert.tinybert:STAGES")
+      "prediction.", trains=True, choices=("bert.tinybert:STAGES",))
   intermediate_losses: tuple[str, ...] = setting(
       (), "With --stage=intermediate or both: any of embedding, hidden, "
       "attention.", trains=True)
@@ -565,13 +571,14 @@ class PretrainConfig(Config):
   tpu_zone: str | None = setting(None, "GCE zone of --tpu_name.")
   gcp_project: str | None = setting(None, "GCP project of --tpu_name.")
   distribution_strategy: str = setting(
-      "auto", _STRATEGY_HELP, choices="bert.training:STRATEGIES")
+      "auto", _STRATEGY_HELP, choices=("bert.training:STRATEGIES",))
   precision: str = setting(
       "float32", "What training computes in (mixed_bfloat16, mixed_float16: "
       "float32 variables and checkpoints).", trains=True,
-      choices="bert.training:PRECISIONS")
+      choices=("bert.training:PRECISIONS",))
   jit_compile: bool = setting(False, _JIT_HELP)
-  kernels: str = setting("auto", _KERNELS_HELP, choices=KERNELS)
+  kernels: str = setting("auto", _KERNELS_HELP,
+                         choices=("auto", "bert.modeling:KERNELS"))
 
   SCRIPT = "run_pretraining.py"
 

@@ -31,11 +31,22 @@ class Teacher:
   def __init__(self, paths: Sequence[str]):
     if not paths:
       raise UserError("--teacher_model is required")
-    self.exports = [export.ExportedClassifier(p, ("logits",), role="teacher")
-                    for p in paths]
+    self.exports = [self._load(p) for p in paths]
     self.dirs = [e.dir for e in self.exports]
     self.infos = [e.info for e in self.exports]
     self.loaded = [e.loaded for e in self.exports]
+
+  @staticmethod
+  def _load(path: str) -> export.ExportedClassifier:
+    """The export at `path`, or an error that says how to make one."""
+    try:
+      export.resolve_export(path)
+    except UserError as e:
+      raise UserError(
+          f"--teacher_model: {e}; export the trained teacher first with "
+          "bash scripts/export_teacher.sh (or train it with --do_export)"
+      ) from None
+    return export.ExportedClassifier(path, ("logits",), role="teacher")
 
   @property
   def size(self) -> int:

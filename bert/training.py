@@ -225,6 +225,25 @@ def _collective_failure(error: tf.errors.OpError) -> str:
   return (lines[-1] if lines else type(error).__name__)[:160]
 
 
+def resolve_kernels(kernels: str, jit_compile: bool,
+                    strategy: tf.distribute.Strategy) -> str:
+  """--kernels=auto|reference|fused -> "reference" or "fused".
+
+  auto: `fused.py`'s kernels on CPUs, where they were measured faster
+  (benchmarks/RESULTS.md); the plain ops on GPUs and TPUs, and where XLA
+  compiles the whole step (`--jit_compile`) and fuses them itself.
+  """
+  if kernels != "auto":
+    if kernels not in modeling.KERNELS:
+      raise UserError(f"--kernels={kernels}: expected auto or one of "
+                      f"{', '.join(modeling.KERNELS)}")
+    return kernels
+  on_cpu = not (isinstance(strategy, tf.distribute.TPUStrategy) or
+                tf.config.list_logical_devices("GPU") or
+                tf.config.list_logical_devices("TPU"))
+  return "fused" if on_cpu and not jit_compile else "reference"
+
+
 class Trainer:
   """Optimiser, checkpoints and the train loop for one model.
 
@@ -248,7 +267,8 @@ class Trainer:
     self.model = model
     self.compute_dtype = PRECISIONS[precision]
     self.jit_compile = jit_compile
-    self.kernels = kernels
+    self.kernels = resolve_kernels(kernels, jit_compile, strategy)
+    logging.info("Training step kernels: %s", self.kernels)
     # Dropout masks come from (seed, step, replica): with the seeded input
     # order this makes a resumed run equal an uninterrupted one.
     self.seed = 0 if seed is None else seed
@@ -329,16 +349,18 @@ class Trainer:
     power-of-two length (`data.length_bucket`), so it compiles once per
     length bucket.  With one replica the optimiser's update is compiled
     too; with several, the forward and backward passes only (the gradients'
-    all-reduce runs outside XLA).  Without it, only the models' element-wise
-    kernels are XLA's (`fused.py`), and batches are cut to a multiple of 16
-    tokens (`data.fused_length_bucket`).
+    all-reduce runs outside XLA).  Without it, batches are cut to a
+    multiple of 16 tokens (`data.fused_length_bucket`), which `fused.py`'s
+    kernels compile per shape; the plain ops get the same cut, so both
+    draw the same dropout masks (`masks.py` hashes each element's index).
     """
     def gradients(features, seed):
       """Loss, metrics and gradients of one replica (float16's loss scale
       divided out again)."""
       step = self.optimizer.global_step.value()
       with tf.GradientTape() as tape, modeling.dropout_seed(seed), \
-          modeling.compute_dtype(self.compute_dtype):
+          modeling.compute_dtype(self.compute_dtype), \
+          modeling.training_kernels(self.kernels):
         loss, metrics = self.loss_fn(features, True, step)
         # The optimiser sums gradients over replicas.
         scaled = loss / self.strategy.num_replicas_in_sync

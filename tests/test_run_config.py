@@ -293,7 +293,8 @@ def test_pretraining_help_lists_only_its_flags():
       env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
   help_text = result.stdout  # (absl exits with 1 after the help.)
   assert "--log_steps" in help_text, result.stderr[-2000:]
-  assert "--input_file" in help_text and "--max_predictions_per_seq" in help_text
+  assert "--input_file" in help_text
+  assert "--max_predictions_per_seq" in help_text
   for name in ("--task_name", "--do_predict", "--teacher_model", "--alpha:"):
     assert name not in help_text, name
   log_steps = help_text[help_text.index("--log_steps"):]

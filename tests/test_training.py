@@ -341,3 +341,41 @@ def test_fused_length_bucket_is_the_next_multiple_of_16():
   assert [int(data.fused_length_bucket(tf.constant(n)))
           for n in (1, 16, 17, 33, 64, 65, 128)] == [16, 16, 32, 48, 64, 80,
                                                     128]
+
+
+def test_kernels_auto_is_fused_on_cpu_and_reference_under_xla():
+  strategy = tf.distribute.get_strategy()
+  assert training.resolve_kernels("auto", False, strategy) == "fused"
+  assert training.resolve_kernels("auto", True, strategy) == "reference"
+  for name in modeling.KERNELS:
+    assert training.resolve_kernels(name, True, strategy) == name
+  with pytest.raises(UserError, match="--kernels=fast: expected auto"):
+    training.resolve_kernels("fast", False, strategy)
+
+
+def test_both_kernels_train_the_same_weights_with_dropout(tmp_path):
+  # The Trainer's two backends: the same batches, the same dropout masks
+  # (the test fails if the masks depended on the backend) and so, to
+  # rounding, the same weights after a few steps.
+  tf.random.set_seed(0)
+  models = {name: tiny_classifier(tmp_path) for name in modeling.KERNELS}
+  assert models["fused"].config.hidden_dropout_prob > 0
+  for v, r in zip(models["fused"].variables, models["reference"].variables):
+    r.assign(v)
+  initial = [v.numpy() for v in models["fused"].trainable_variables]
+  losses = {}
+  for name, model in models.items():
+    trainer = training.Trainer(
+        model, classifier_loss(model), strategy=tf.distribute.get_strategy(),
+        output_dir=str(tmp_path / name), num_train_steps=6,
+        learning_rate=1e-3, log_every=3, save_checkpoints_steps=6,
+        kernels=name)
+    assert trainer.kernels == name
+    losses[name] = trainer.train(varied_lengths(), 8)["loss"]
+  assert losses["fused"] == pytest.approx(losses["reference"], abs=1e-4)
+  for v, r, i in zip(models["fused"].trainable_variables,
+                     models["reference"].trainable_variables, initial):
+    np.testing.assert_allclose(v.numpy(), r.numpy(), atol=1e-4,
+                               err_msg=v.name)
+  assert any(not np.allclose(v.numpy(), i, atol=1e-3)
+             for v, i in zip(models["fused"].trainable_variables, initial))
