@@ -94,19 +94,17 @@ def choices_of(field: dataclasses.Field) -> tuple[str, ...] | None:
   return tuple(names)
 
 
-def _flag_type(annotation) -> tuple[type, bool]:
-  """(str, int, float, bool or list, optional) of a field's annotation."""
-  args = typing.get_args(annotation)
-  optional = False
+def _flag_type(annotation) -> type:
+  """str, int, float, bool or list: the flag type of a field's annotation
+  (Optional[X] is X's; a tuple is a comma-separated list)."""
   if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-    args = [a for a in args if a is not type(None)]
-    optional = len(args) < len(typing.get_args(annotation))
-    (annotation,) = args
+    (annotation,) = [a for a in typing.get_args(annotation)
+                     if a is not type(None)]
   if typing.get_origin(annotation) is tuple:
-    return list, optional
+    return list
   if annotation not in (str, int, float, bool):
     raise TypeError(f"no flag type for {annotation!r}")
-  return annotation, optional
+  return annotation
 
 
 def define_flags(config_class: type[Config],
@@ -116,9 +114,8 @@ def define_flags(config_class: type[Config],
   flags (`IGNORED_FLAGS`)."""
   hints = typing.get_type_hints(config_class)
   for field in dataclasses.fields(config_class):
-    kind, _ = _flag_type(hints[field.name])
-    _define(field.name, kind, field.default, field.metadata["help"],
-            choices_of(field), flag_values)
+    _define(field.name, _flag_type(hints[field.name]), field.default,
+            field.metadata["help"], choices_of(field), flag_values)
   for name, kind, default, help_text in IGNORED_FLAGS:
     _define(name, kind, default, help_text, None, flag_values)
 
