@@ -45,9 +45,9 @@ import runs  # benchmarks/runs.py, beside this file.
 # --learning_rate, --max_seq_length, --seed, --temperature, --alpha, ...) are
 # the benchmark's.
 from bert import modeling, objective, run_config
-from bert import run_classifier_distill  # pylint: disable=unused-import
 
 FLAGS = flags.FLAGS
+run_config.define_flags(run_config.DistillConfig)
 FLAGS.set_default("data_dir", os.path.join(ROOT, "..", "shared", "data",
                                            "waimai"))
 flags.DEFINE_string("work_dir", os.path.join(ROOT, "output", "bench_distill"),
@@ -112,8 +112,8 @@ def prepare() -> dict:
   from bert import data, exported, processors, tokenization
   work_dir = FLAGS.work_dir
   os.makedirs(work_dir, exist_ok=True)
-  teacher = (exported.resolve_export(FLAGS.teacher_model) if FLAGS.teacher_model
-             else build_teacher(work_dir))
+  teacher = (exported.resolve_export(FLAGS.teacher_model[0])
+             if FLAGS.teacher_model else build_teacher(work_dir))
   info = exported.read_export_info(teacher)
   vocab_file = exported.asset_path(teacher, "vocab.txt")
   if vocab_file is None:

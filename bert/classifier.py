@@ -44,16 +44,6 @@ def task_processor(config: RunConfig) -> processors.DataProcessor:
   return processor
 
 
-def strategy(config: RunConfig) -> tf.distribute.Strategy:
-  """The run's tf.distribute strategy, its global batch checked."""
-  chosen = training.get_strategy(
-      config.distribution_strategy, config.use_tpu, config.tpu_name,
-      config.tpu_zone, config.gcp_project)
-  if config.do_train:
-    training.check_batch_size(config.train_batch_size, chosen)
-  return chosen
-
-
 def check_data_files(config: RunConfig, processor: processors.DataProcessor,
                      train: bool) -> None:
   """Stops before any work when a split that the run needs is missing."""

@@ -1,9 +1,13 @@
 """The settings of one run as config objects, and the run's record.
 
 `RunConfig` holds everything `run_classifier.py` takes; `DistillConfig` adds
-the distillation settings of `run_classifier_distill.py`.  Each script's
-`main` builds one from its flags, validates it before any file is read or
-model built, and hands it to the library, which never reads absl flags.
+the distillation settings of `run_classifier_distill.py`; `PretrainConfig`
+is `run_pretraining.py`'s.  Each setting is declared once, as a field with
+its default, its help and what it is (`setting`): `define_flags` makes a
+script's absl flags from its config's fields, and `training_keys` and
+`path_keys` come from the same declarations.  Each script's `main` builds
+its config from its flags, validates it before any file is read or model
+built, and hands it to the library, which never reads absl flags.
 
 The run's record, `<output_dir>/run_config.json`, is written when training
 starts: the settings, resolved absolute paths, library versions and the
@@ -13,21 +17,28 @@ teacher's identity.  Eval, predict and export read it, so
 
 needs neither the teacher nor the training flags: every setting not given on
 the command line comes from the record.  Resuming training with a setting
-that changes what is trained (`TRAINING_KEYS`) stops with the list of
+that changes what is trained (`training_keys`) stops with the list of
 differences.
+
+This module does not import TensorFlow (the record code relies on that):
+choices that TensorFlow modules declare are named here as "module:NAME" and
+read only when flags are defined or a config validated.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import importlib
 import json
 import math
 import os
 import platform
+import types
+import typing
 from typing import Any, Iterable, Mapping, TypeVar
 
-from absl import logging
+from absl import flags, logging
 
 from bert import files
 from bert.errors import UserError
@@ -39,6 +50,96 @@ C = TypeVar("C", bound="Config")
 
 ACTIONS = ("do_train", "do_eval", "do_predict", "do_export",
            "do_export_encoder")
+
+# Google's flags that mean nothing here, accepted so that its command lines
+# keep working: (name, type, default, help).  They are not settings.
+IGNORED_FLAGS = (
+    ("master", str, None, "Ignored (TF1 TPU master address)."),
+    ("num_tpu_cores", int, 8, "Ignored."),
+    ("iterations_per_loop", int, 1000, "Ignored (TPU estimator)."),
+)
+
+
+def setting(default: Any, help: str, *, trains: bool = False,
+            path: bool = False, choices: tuple[str, ...] | None = None
+            ) -> Any:
+  """A config field: its default and its flag's help, declared once.
+
+  Args:
+    default: the setting's default (and its flag's).
+    help: the flag's --help text.
+    trains: it changes what training produces (`training_keys`: a resumed
+      run must keep it).
+    path: it holds file paths (`path_keys`: recorded as absolute paths).
+    choices: the allowed values (an enum flag), a tuple; an entry
+      "module:NAME" stands for the names in that module's tuple (or dict),
+      for those that a TensorFlow-importing module declares.
+  """
+  return dataclasses.field(default=default, metadata={
+      "help": help, "trains": trains, "path": path, "choices": choices})
+
+
+def choices_of(field: dataclasses.Field) -> tuple[str, ...] | None:
+  """The field's allowed values ("module:NAME" entries imported)."""
+  choices = field.metadata.get("choices")
+  if choices is None:
+    return None
+  names = []
+  for entry in choices:
+    if ":" in entry:
+      module, name = entry.split(":")
+      names.extend(getattr(importlib.import_module(module), name))
+    else:
+      names.append(entry)
+  return tuple(names)
+
+
+def _flag_type(annotation) -> type:
+  """str, int, float, bool or list: the flag type of a field's annotation
+  (Optional[X] is X's; a tuple is a comma-separated list)."""
+  if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+    (annotation,) = [a for a in typing.get_args(annotation)
+                     if a is not type(None)]
+  if typing.get_origin(annotation) is tuple:
+    return list
+  if annotation not in (str, int, float, bool):
+    raise TypeError(f"no flag type for {annotation!r}")
+  return annotation
+
+
+def define_flags(config_class: type[Config],
+                 flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines one absl flag per field of `config_class` (its type from the
+  annotation, its default and help from the field), plus Google's ignored
+  flags (`IGNORED_FLAGS`)."""
+  hints = typing.get_type_hints(config_class)
+  for field in dataclasses.fields(config_class):
+    _define(field.name, _flag_type(hints[field.name]), field.default,
+            field.metadata["help"], choices_of(field), flag_values)
+  for name, kind, default, help_text in IGNORED_FLAGS:
+    _define(name, kind, default, help_text, None, flag_values)
+
+
+def _define(name, kind, default, help_text, choices, flag_values) -> None:
+  fv = {"flag_values": flag_values}
+  if choices:
+    flags.DEFINE_enum(name, default, list(choices), help_text, **fv)
+  elif kind is list:
+    flags.DEFINE_list(name, None if default is None else list(default),
+                      help_text, **fv)
+  else:
+    define = {str: flags.DEFINE_string, int: flags.DEFINE_integer,
+              float: flags.DEFINE_float, bool: flags.DEFINE_bool}[kind]
+    define(name, default, help_text, **fv)
+
+
+def settle_flags(config_class: type[C],
+                 flag_values: flags.FlagValues = flags.FLAGS
+                 ) -> tuple[C, dict | None]:
+  """The run's validated config (and record) from parsed flags (`settle`;
+  the flags given on the command line are the explicit ones)."""
+  explicit = {name for name in flag_values if flag_values[name].present}
+  return settle(config_class, flag_values.flag_values_dict(), explicit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,54 +163,151 @@ class Config:
     return {k: list(v) if isinstance(v, tuple) else v
             for k, v in dataclasses.asdict(self).items()}
 
+  @classmethod
+  def training_keys(cls) -> tuple[str, ...]:
+    """Settings that change what training produces: a resumed run must
+    keep them."""
+    return tuple(f.name for f in dataclasses.fields(cls)
+                 if f.metadata["trains"])
+
+  @classmethod
+  def path_keys(cls) -> tuple[str, ...]:
+    """Fields holding file paths (recorded as absolute paths)."""
+    return tuple(f.name for f in dataclasses.fields(cls)
+                 if f.metadata["path"])
+
+  def _check_choices(self, *names: str) -> None:
+    """Each of these settings is one of its field's choices."""
+    fields = {f.name: f for f in dataclasses.fields(self)}
+    for name in names:
+      value, allowed = getattr(self, name), choices_of(fields[name])
+      if value is not None and value not in allowed:
+        raise UserError(f"--{name}={value}: expected one of "
+                        f"{', '.join(allowed)}")
+
+
+_JIT_HELP = ("Compile the training step with XLA (fused kernels instead of "
+             "many small ops; batches are cut to power-of-two lengths, each "
+             "compiled once).")
+_KERNELS_HELP = (
+    "Which implementation runs the training step's layer kernels: reference "
+    "(plain TensorFlow ops), fused (bert/fused.py's XLA kernels with their "
+    "own gradients, for CPUs) or auto (fused on CPU without --jit_compile, "
+    "reference on GPU, TPU and with --jit_compile).")
+_STRATEGY_HELP = ("auto: a TPU with --use_tpu, MirroredStrategy over several "
+                  "GPUs, else one device.")
+
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig(Config):
   """What run_classifier.py does (the flags of the same names)."""
-  task_name: str | None = None
-  data_dir: str | None = None
-  bert_config_file: str | None = None
-  vocab_file: str | None = None
-  spm_model_file: str | None = None
-  output_dir: str | None = None
-  init_checkpoint: str | None = None
-  do_lower_case: bool = True
-  max_seq_length: int = 128
-  do_train: bool = False
-  do_eval: bool = False
-  do_predict: bool = False
-  do_export: bool = False
-  export_dir: str | None = None
-  export_jit_compile: bool = False
-  train_batch_size: int = 32
-  eval_batch_size: int = 8
-  predict_batch_size: int = 8
-  learning_rate: float = 5e-5
-  num_train_epochs: float = 3.0
-  warmup_proportion: float = 0.1
-  save_checkpoints_steps: int = 1000
-  keep_checkpoint_max: int = 3
-  log_steps: int = 50
-  group_by_length: int = 0
-  cache_dir: str | None = None
-  seed: int = 12345
-  do_distill: bool = False
-  # run_classifier.py's default: a plain softmax unless --do_distill.
-  temperature: float = 1.0
-  text_column: str | None = None
-  text_b_column: str | None = None
-  label_column: str | None = None
-  labels: tuple[str, ...] | None = None
-  has_header: bool | None = None
-  use_tpu: bool = False
-  tpu_name: str | None = None
-  tpu_zone: str | None = None
-  gcp_project: str | None = None
-  distribution_strategy: str = "auto"
-  precision: str = "float32"
-  jit_compile: bool = False
-  bert_hub_module_handle: str | None = None
-  do_export_encoder: bool = False
+  task_name: str | None = setting(
+      None, "Task: cola, mnli, mrpc, xnli, sst-2, emotion, csv, tsv or "
+      "jsonl.", trains=True)
+  data_dir: str | None = setting(
+      None, "Directory with the task's data files.", trains=True, path=True)
+  bert_config_file: str | None = setting(
+      None, "The model's bert_config.json.", trains=True, path=True)
+  vocab_file: str | None = setting(
+      None, "WordPiece vocab.txt of the model.", trains=True, path=True)
+  spm_model_file: str | None = setting(
+      None, "SentencePiece model; replaces --vocab_file when given.",
+      trains=True, path=True)
+  output_dir: str | None = setting(
+      None, "Checkpoints, cached features, results and the run's record "
+      "(run_config.json) go here.", path=True)
+  init_checkpoint: str | None = setting(
+      None, "Checkpoint to start from (e.g. Google's bert_model.ckpt or a "
+      "fine-tuned model.ckpt-N).", trains=True, path=True)
+  do_lower_case: bool = setting(
+      True, "Lower-case the input (uncased models).", trains=True)
+  max_seq_length: int = setting(
+      128, "Tokens per example after WordPiece, longer ones are truncated, "
+      "shorter padded.", trains=True)
+  do_train: bool = setting(False, "Fine-tune on the train split.")
+  do_eval: bool = setting(False, "Evaluate on the dev split.")
+  do_predict: bool = setting(
+      False, "Write test_results.tsv for the test split.")
+  do_export: bool = setting(False, "Export a SavedModel to --export_dir.")
+  export_dir: str | None = setting(
+      None, "Base directory of exported versions (export/<name>).",
+      path=True)
+  export_jit_compile: bool = setting(
+      False, "Export a model that serves through XLA (serving_default and "
+      "predict_text): faster at small batches on CPU; TF Serving then needs "
+      "--xla_cpu_compilation_enabled=true (scripts/serve.sh adds it). BERT "
+      "classifiers only.")
+  train_batch_size: int = setting(32, "Training batch size.", trains=True)
+  eval_batch_size: int = setting(8, "Eval batch size.")
+  predict_batch_size: int = setting(8, "Predict batch size.")
+  learning_rate: float = setting(5e-5, "Peak learning rate of Adam.",
+                                 trains=True)
+  num_train_epochs: float = setting(3.0, "Epochs of training.", trains=True)
+  warmup_proportion: float = setting(
+      0.1, "Fraction of the steps with linear learning-rate warm-up.",
+      trains=True)
+  save_checkpoints_steps: int = setting(1000, "Checkpoint every N steps.")
+  keep_checkpoint_max: int = setting(3, "Checkpoints kept.")
+  log_steps: int = setting(50, "Log progress every N steps.")
+  group_by_length: int = setting(
+      0, "Training batches hold texts of similar length: each run of N "
+      "batches' worth of shuffled examples is sorted by length before "
+      "batching (0: off). Padding is cut per batch, so this trains faster "
+      "when text lengths vary; 50 is a good value.", trains=True)
+  cache_dir: str | None = setting(
+      None, "Where the feature caches (and the distill script's "
+      "teacher-logits caches) go; default --output_dir.  Runs that share it "
+      "reuse them.", path=True)
+  seed: int = setting(12345, "Random seed (shuffling, init, dropout).",
+                      trains=True)
+  do_distill: bool = setting(
+      False, "Train with softmax(logits / T) and the loss times T^2 (a "
+      "teacher for distillation).", trains=True)
+  temperature: float = setting(
+      1.0, "Temperature T of --do_distill (a plain softmax without it).",
+      trains=True)
+  # The generic csv/tsv/jsonl task.
+  text_column: str | None = setting(None, "csv/tsv/jsonl: text column.",
+                                    trains=True)
+  text_b_column: str | None = setting(
+      None, "csv/tsv/jsonl: second text column.", trains=True)
+  label_column: str | None = setting(None, "csv/tsv/jsonl: label column.",
+                                     trains=True)
+  labels: tuple[str, ...] | None = setting(
+      None, "csv/tsv/jsonl: the label list.", trains=True)
+  has_header: bool | None = setting(
+      None, "csv/tsv: the first line is a header.", trains=True)
+  # Where training runs (tf.distribute).  Google's TPU flags mean what they
+  # meant there; an unreachable TPU is an error.
+  use_tpu: bool = setting(False, "Train on the Cloud TPU --tpu_name.")
+  tpu_name: str | None = setting(
+      None, "The Cloud TPU (its name, a grpc:// address, or 'local' on a TPU "
+      "VM).")
+  tpu_zone: str | None = setting(None, "GCE zone of --tpu_name.")
+  gcp_project: str | None = setting(None, "GCP project of --tpu_name.")
+  distribution_strategy: str = setting(
+      "auto", _STRATEGY_HELP, choices=("bert.training:STRATEGIES",))
+  precision: str = setting(
+      "float32", "What training computes in. mixed_bfloat16 (CPUs with AMX "
+      "or AVX512-BF16, TPUs, Ampere+ GPUs) and mixed_float16 (GPUs; dynamic "
+      "loss scaling) keep variables, optimiser state and checkpoints in "
+      "float32; eval, predict and exports compute in float32.", trains=True,
+      choices=("bert.training:PRECISIONS",))
+  jit_compile: bool = setting(False, _JIT_HELP)
+  # TF Hub encoders.
+  bert_hub_module_handle: str | None = setting(
+      None, "A TF2 SavedModel in TF Hub's BERT encoder format (a local path "
+      "or hub handle); replaces --bert_config_file/--init_checkpoint",
+      trains=True)
+  do_export_encoder: bool = setting(
+      False, "Export this project's encoder in TF Hub's BERT encoder format "
+      "to --export_dir")
+  kernels: str = setting("auto", _KERNELS_HELP,
+                         choices=("auto", "bert.modeling:KERNELS"))
+  export_position_blocks: int = setting(
+      2, "Exports split each example's positions into this many blocks that "
+      "TensorFlow's executor runs concurrently, so batch-1 requests keep "
+      "several CPU cores busy; 1 turns it off.")
 
   SCRIPT = "run_classifier.py"
 
@@ -141,7 +339,7 @@ class RunConfig(Config):
     if self.do_export and not self.export_dir:
       raise UserError("--do_export needs --export_dir (the base directory "
                       "of the exported versions, e.g. export/teacher)")
-    _check_precision(self.precision)
+    self._check_choices("precision", "kernels")
     if self.bert_hub_module_handle and self.precision != "float32":
       raise UserError(f"--precision={self.precision} with "
                       "--bert_hub_module_handle is not supported: a TF Hub "
@@ -162,6 +360,7 @@ class RunConfig(Config):
                  "log_steps"):
       _at_least(name, getattr(self, name), 1)
     _at_least("group_by_length", self.group_by_length, 0)
+    _at_least("export_position_blocks", self.export_position_blocks, 1)
     if self.do_train:
       # 0 is allowed: the weights stay as loaded (a check of a pipeline).
       if not self.learning_rate >= 0 or math.isinf(self.learning_rate):
@@ -180,22 +379,6 @@ class RunConfig(Config):
   def needs_data(self) -> bool:
     return self.do_train or self.do_eval or self.do_predict
 
-  def training_keys(self) -> tuple[str, ...]:
-    """Settings that change what training produces: a resumed run must
-    keep them."""
-    return ("task_name", "data_dir", "bert_config_file", "vocab_file",
-            "spm_model_file", "init_checkpoint", "do_lower_case",
-            "max_seq_length", "train_batch_size", "learning_rate",
-            "num_train_epochs", "warmup_proportion", "group_by_length",
-            "seed", "do_distill", "temperature", "text_column",
-            "text_b_column", "label_column", "labels", "has_header",
-            "bert_hub_module_handle", "precision")
-
-  def path_keys(self) -> tuple[str, ...]:
-    """Fields holding file paths (recorded as absolute paths)."""
-    return ("data_dir", "bert_config_file", "vocab_file", "spm_model_file",
-            "output_dir", "init_checkpoint", "export_dir", "cache_dir")
-
 
 @dataclasses.dataclass(frozen=True)
 class DistillConfig(RunConfig):
@@ -204,35 +387,82 @@ class DistillConfig(RunConfig):
   # This script's default: T = 10 with alpha = 0.5 (the seed project's
   # setting) gave the best dev accuracy of the settings tried on waimai
   # (benchmarks/distill_experiment.py; see the README).
-  temperature: float = 10.0
-  teacher_model: tuple[str, ...] = ()
-  teacher_probs_file: str | None = None
-  ensemble_mean: str = "arithmetic"
-  alpha: float = 0.5
+  temperature: float = setting(
+      10.0, "Temperature T of the soft targets (the teacher's and the "
+      "student's softmax(logits / T)).", trains=True)
+  teacher_model: tuple[str, ...] = setting(
+      (), "Exported teacher SavedModel (a version directory or its base "
+      "path); a comma-separated list for an ensemble.", trains=True,
+      path=True)
+  teacher_probs_file: str | None = setting(
+      None, "A teacher given as a file (any framework, an external model, "
+      "hand-made soft labels): class probabilities per training example in "
+      "test_results.tsv's format, one line each for the train split, then "
+      "the transfer file; alone or with --teacher_model, as one more "
+      "ensemble member.", trains=True, path=True)
+  ensemble_mean: str = setting(
+      "arithmetic", "How an ensemble's distributions are averaged.",
+      trains=True, choices=("bert.distillation:ENSEMBLE_MEANS",))
+  alpha: float = setting(
+      0.5, "Weight of the teacher's soft targets; the gold labels get "
+      "1 - alpha.", trains=True)
   # None: soft_ce for a BERT student, logits_mse for a BiLSTM (Tang et al.).
-  distill_objective: str | None = None
-  alpha_schedule: str = "constant"
-  temperature_schedule: str = "constant"
-  cache_teacher_logits: bool = False
-  transfer_file: str | None = None
-  init_from_teacher_layers: tuple[int, ...] | None = None
-  teacher_eval_sample: int = 512
-  student_type: str = "bert"
-  stage: str = "prediction"
-  intermediate_losses: tuple[str, ...] = ()
-  layer_map: str = "uniform"
-  intermediate_fraction: float = 0.75
-  train_on_transfer_only: bool = False
+  distill_objective: str | None = setting(
+      None, "soft_ce: CE(softmax(v/T), softmax(z/T)) * T^2 (Hinton; the "
+      "default); kl: the same as a KL divergence; logits_mse: MSE of the "
+      "logits (Tang et al.; the default for --student_type=bilstm).",
+      trains=True, choices=("bert.distillation:OBJECTIVES",))
+  alpha_schedule: str = setting(
+      "constant", "anneal: teacher annealing (BAM!), alpha goes 1 -> 0.",
+      trains=True, choices=("bert.distillation:ALPHA_SCHEDULES",))
+  temperature_schedule: str = setting(
+      "constant", "linear: the temperature decays from --temperature to 1.",
+      trains=True, choices=("bert.distillation:TEMPERATURE_SCHEDULES",))
+  cache_teacher_logits: bool = setting(
+      False, "Compute the teacher's logits once per training example and "
+      "reuse them.")
+  transfer_file: str | None = setting(
+      None, "Extra unlabelled text in the task's format; learnt from the "
+      "teacher's targets only.", trains=True, path=True)
+  init_from_teacher_layers: tuple[int, ...] | None = setting(
+      None, "Initialise the student from the teacher: embeddings, pooler, "
+      "head and these teacher layers (e.g. 0,2,4,6,8,10), as DistilBERT.",
+      trains=True)
+  teacher_eval_sample: int = setting(
+      512, "Dev examples on which the teacher's accuracy is checked before "
+      "training.")
+  student_type: str = setting(
+      "bert", "bert, or bilstm (Tang et al.; --bert_config_file is then a "
+      "bilstm config such as configs/bilstm_config.json).", trains=True,
+      choices=("bert.bilstm:STUDENT_TYPES",))
+  stage: str = setting(
+      "prediction", "prediction: learn the teacher's predictions; "
+      "intermediate: only TinyBERT's --intermediate_losses; both: "
+      "intermediate for --intermediate_fraction of the steps, then "
+      "prediction.", trains=True, choices=("bert.tinybert:STAGES",))
+  intermediate_losses: tuple[str, ...] = setting(
+      (), "With --stage=intermediate or both: any of embedding, hidden, "
+      "attention.", trains=True)
+  layer_map: str = setting(
+      "uniform", "The teacher layer each student layer learns from: "
+      "uniform, last, or a list (e.g. 1,3).", trains=True)
+  intermediate_fraction: float = setting(
+      0.75, "--stage=both: the fraction of the steps in the intermediate "
+      "stage.", trains=True)
+  train_on_transfer_only: bool = setting(
+      False, "Train on --transfer_file alone, without the task's train "
+      "split (e.g. general distillation on unlabelled text).", trains=True)
 
   SCRIPT = "run_classifier_distill.py"
 
   @classmethod
   def from_values(cls, values: Mapping[str, Any]) -> "DistillConfig":
     values = dict(values)
-    if isinstance(values.get("teacher_model"), str):
-      values["teacher_model"] = [p.strip() for p in
-                                 values["teacher_model"].split(",")
-                                 if p.strip()]
+    teachers = values.get("teacher_model")
+    if isinstance(teachers, str):
+      teachers = teachers.split(",")
+    if teachers is not None:
+      values["teacher_model"] = [p.strip() for p in teachers if p.strip()]
     layers = values.get("init_from_teacher_layers")
     if layers:
       try:
@@ -297,49 +527,55 @@ class DistillConfig(RunConfig):
       raise UserError("--train_on_transfer_only needs --transfer_file")
     _at_least("teacher_eval_sample", self.teacher_eval_sample, 0)
 
-  def training_keys(self) -> tuple[str, ...]:
-    return super().training_keys() + (
-        "teacher_model", "teacher_probs_file", "ensemble_mean", "alpha",
-        "distill_objective",
-        "alpha_schedule", "temperature_schedule", "transfer_file",
-        "init_from_teacher_layers", "student_type", "stage",
-        "intermediate_losses", "layer_map", "intermediate_fraction",
-        "train_on_transfer_only")
-
-  def path_keys(self) -> tuple[str, ...]:
-    return super().path_keys() + ("transfer_file", "teacher_model",
-                                  "teacher_probs_file")
-
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig(Config):
   """What run_pretraining.py does (Google's flags of the same names)."""
-  input_file: str | None = None
-  output_dir: str | None = None
-  do_train: bool = False
-  do_eval: bool = False
-  bert_config_file: str | None = None
-  vocab_file: str | None = None
-  init_checkpoint: str | None = None
-  max_seq_length: int = 128
-  max_predictions_per_seq: int = 20
-  train_batch_size: int = 32
-  eval_batch_size: int = 8
-  learning_rate: float = 5e-5
-  num_train_steps: int = 100000
-  num_warmup_steps: int = 10000
-  save_checkpoints_steps: int = 1000
-  keep_checkpoint_max: int = 3
-  max_eval_steps: int = 100
-  log_steps: int = 100
-  seed: int = 12345
-  use_tpu: bool = False
-  tpu_name: str | None = None
-  tpu_zone: str | None = None
-  gcp_project: str | None = None
-  distribution_strategy: str = "auto"
-  precision: str = "float32"
-  jit_compile: bool = False
+  input_file: str | None = setting(
+      None, "Input TFRecord files (comma list and globs) from "
+      "create_pretraining_data.py.", trains=True)
+  output_dir: str | None = setting(
+      None, "Checkpoints, eval_results.txt and the run's record go here.",
+      path=True)
+  do_train: bool = setting(False, "Pre-train.")
+  do_eval: bool = setting(
+      False, "Evaluate (masked-LM and next-sentence accuracy and loss).")
+  bert_config_file: str | None = setting(
+      None, "The model's bert_config.json.", trains=True, path=True)
+  vocab_file: str | None = setting(
+      None, "Optional: checked against the config's vocab_size.", path=True)
+  init_checkpoint: str | None = setting(
+      None, "Start from this checkpoint (e.g. Google's bert_model.ckpt: "
+      "continued pre-training).", trains=True, path=True)
+  max_seq_length: int = setting(128, "As create_pretraining_data.py's.",
+                                trains=True)
+  max_predictions_per_seq: int = setting(
+      20, "As create_pretraining_data.py's.", trains=True)
+  train_batch_size: int = setting(32, "Global training batch size.",
+                                  trains=True)
+  eval_batch_size: int = setting(8, "Eval batch size.")
+  learning_rate: float = setting(5e-5, "Peak learning rate of Adam.",
+                                 trains=True)
+  num_train_steps: int = setting(100000, "Training steps.")
+  num_warmup_steps: int = setting(10000, "Warm-up steps.", trains=True)
+  save_checkpoints_steps: int = setting(1000, "Checkpoint every N steps.")
+  keep_checkpoint_max: int = setting(3, "Checkpoints kept.")
+  max_eval_steps: int = setting(100, "Eval batches at most.")
+  log_steps: int = setting(100, "Log progress every N steps.")
+  seed: int = setting(12345, "Random seed.", trains=True)
+  use_tpu: bool = setting(False, "Train on the Cloud TPU --tpu_name.")
+  tpu_name: str | None = setting(None, "The Cloud TPU.")
+  tpu_zone: str | None = setting(None, "GCE zone of --tpu_name.")
+  gcp_project: str | None = setting(None, "GCP project of --tpu_name.")
+  distribution_strategy: str = setting(
+      "auto", _STRATEGY_HELP, choices=("bert.training:STRATEGIES",))
+  precision: str = setting(
+      "float32", "What training computes in (mixed_bfloat16, mixed_float16: "
+      "float32 variables and checkpoints).", trains=True,
+      choices=("bert.training:PRECISIONS",))
+  jit_compile: bool = setting(False, _JIT_HELP)
+  kernels: str = setting("auto", _KERNELS_HELP,
+                         choices=("auto", "bert.modeling:KERNELS"))
 
   SCRIPT = "run_pretraining.py"
 
@@ -349,7 +585,7 @@ class PretrainConfig(Config):
   def validate(self) -> None:
     if not (self.do_train or self.do_eval):
       raise UserError("at least one of --do_train, --do_eval must be set")
-    _check_precision(self.precision)
+    self._check_choices("precision", "kernels")
     _check_jit_compile(self.jit_compile, self.use_tpu)
     for name in ("input_file", "output_dir", "bert_config_file"):
       if not getattr(self, name):
@@ -369,28 +605,12 @@ class PretrainConfig(Config):
       _at_least("eval_batch_size", self.eval_batch_size, 1)
       _at_least("max_eval_steps", self.max_eval_steps, 1)
 
-  def training_keys(self) -> tuple[str, ...]:
-    return ("input_file", "bert_config_file", "init_checkpoint",
-            "max_seq_length", "max_predictions_per_seq", "train_batch_size",
-            "learning_rate", "num_warmup_steps", "seed", "precision")
-
-  def path_keys(self) -> tuple[str, ...]:
-    return ("output_dir", "bert_config_file", "vocab_file", "init_checkpoint")
-
 
 # Path settings that hold comma-separated files and globs.
 LIST_PATH_KEYS = ("transfer_file",)
 # Training settings that a resumed run may change (with a warning): how long
 # it trains.
 LENGTH_KEYS = ("num_train_epochs", "num_train_steps")
-
-
-def _check_precision(precision: str) -> None:
-  # Not training.PRECISIONS: this module must not import TensorFlow.
-  allowed = ("float32", "mixed_bfloat16", "mixed_float16")
-  if precision not in allowed:
-    raise UserError(f"--precision={precision}: expected one of "
-                    f"{', '.join(allowed)}")
 
 
 def _check_jit_compile(jit_compile: bool, use_tpu: bool) -> None:

@@ -520,3 +520,69 @@ def _divide(grad, scale: tf.Tensor):
 def _format_seconds(seconds: float) -> str:
   seconds = int(seconds)
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def run_script(config, build: Callable, write_dir: str | None = None):
+  """The run of run_classifier.py, run_classifier_distill.py and
+  run_pretraining.py, less what is each script's own.
+
+  A worker other than the chief does nothing without --do_train.  Otherwise:
+  the seed is set, the strategy chosen (its global batch checked for
+  --do_train) and `build(strategy)` called; with --do_train a `Trainer`
+  runs over what it returns: the chief writes the run record, training
+  resumes from the latest checkpoint (or starts from `parts.init()`) and
+  runs to the end.
+
+  Args:
+    config: the run's config (`run_config.RunConfig`, `DistillConfig` or
+      `PretrainConfig`).
+    build: build(strategy) -> parts, the script's own set-up: it builds the
+      model under `strategy.scope()` and returns an object with `model`;
+      with --do_train also `loss_fn`, `dataset`, `num_train_steps`,
+      `learning_rate` and `init()` (the weights of a run with no checkpoint
+      to resume), and optionally `trainable_variables` and
+      `extra_checkpoint_variables` (the Trainer's), `record` (more fields of
+      the run record) and `config` (the config to record, when the build
+      completed it).  Anything else on it is the script's.
+    write_dir: where this process writes checkpoints (`worker_output_dir`;
+      default `config.output_dir`).
+
+  Returns:
+    (parts, global step) when the rest of the run (eval, predict, export) is
+    this process's: the step trained to, or None without --do_train (the
+    script loads its trained model).  None when it is not: a worker other
+    than the chief.
+  """
+  chief = cluster_task().is_chief
+  if not config.do_train and not chief:
+    logging.info("Not the chief worker: nothing to do without --do_train")
+    return None
+  set_seed(config.seed)
+  strategy = get_strategy(config.distribution_strategy, config.use_tpu,
+                          config.tpu_name, config.tpu_zone, config.gcp_project)
+  if config.do_train:
+    check_batch_size(config.train_batch_size, strategy)
+  parts = build(strategy)
+  if not config.do_train:
+    return parts, None
+  trainer = Trainer(
+      parts.model, parts.loss_fn, strategy=strategy,
+      output_dir=config.output_dir, num_train_steps=parts.num_train_steps,
+      learning_rate=parts.learning_rate,
+      save_checkpoints_steps=config.save_checkpoints_steps,
+      log_every=config.log_steps, keep_checkpoints=config.keep_checkpoint_max,
+      trainable_variables=getattr(parts, "trainable_variables", None),
+      extra_checkpoint_variables=getattr(parts, "extra_checkpoint_variables",
+                                         None),
+      seed=config.seed, precision=config.precision, write_dir=write_dir,
+      jit_compile=config.jit_compile, kernels=config.kernels)
+  if chief:
+    from bert import run_config
+    run_config.write_record(getattr(parts, "config", config),
+                            getattr(parts, "record", None))
+  if not trainer.restore():
+    parts.init()
+  trainer.train(parts.dataset, config.train_batch_size)
+  if not chief:
+    return None  # The rest of the run is the chief's.
+  return parts, trainer.global_step

@@ -173,11 +173,29 @@ def numpy_bert(w: dict, config: dict, input_ids, input_mask, segment_ids):
   return emb, layers, probs_all, pooled
 
 
+def script_flags(config_class, argv=("prog",)):
+  """The flags of a run script whose config is `config_class` (e.g.
+  `run_config.RunConfig`), defined in a FlagValues of their own and parsed
+  from `argv`: the scripts of one process do not share flags."""
+  from absl import flags
+  from bert import run_config
+  flag_values = flags.FlagValues()
+  run_config.define_flags(config_class, flag_values)
+  flag_values(list(argv))
+  return flag_values
+
+
 def run_main(main, **flag_values):
-  """Calls an absl `main` with `--name=value` flags, restoring them after."""
+  """Calls an absl `main` with `--name=value` flags.  A run script's `main`
+  (its module names its config as CONFIG) gets flags of its own
+  (`script_flags`); any other reads absl's FLAGS, restored after."""
+  import sys
   from absl import flags
   from absl.testing import flagsaver
   argv = ["prog"] + [f"--{k}={v}" for k, v in flag_values.items()]
+  config_class = getattr(sys.modules[main.__module__], "CONFIG", None)
+  if config_class is not None:
+    return main([], script_flags(config_class, argv))
   with flagsaver.flagsaver():
     flags.FLAGS(argv)
     return main([])

@@ -325,19 +325,18 @@ def test_ensemble_geometric_with_schedules(env, tmp_path, caplog):
 def test_temperature_default_does_not_leak_into_run_classifier():
   """This script's T defaults to 10; run_classifier.py's --temperature (for
   --do_distill), the same flag, keeps its default of 1."""
-  from absl import flags
-  from absl.testing import flagsaver
-  with flagsaver.flagsaver():
-    flags.FLAGS(["prog"])
-    values = flags.FLAGS.flag_values_dict()
-    assert run_config.RunConfig.from_values(values).temperature == 1.0
-    assert run_config.DistillConfig.from_values(values).temperature == 10.0
-    flags.FLAGS(["prog", "--temperature=1"])
-    values = flags.FLAGS.flag_values_dict()
-    assert run_config.DistillConfig.from_values(values).temperature == 1.0
-    flags.FLAGS(["prog", "--temperature=3"])
-    values = flags.FLAGS.flag_values_dict()
-    assert run_config.RunConfig.from_values(values).temperature == 3.0
+  # Each script parses its own config's flags.
+  def parse(config_class, *argv):
+    return helpers.script_flags(config_class, ["prog", *argv])
+  values = parse(run_config.RunConfig).flag_values_dict()
+  assert run_config.RunConfig.from_values(values).temperature == 1.0
+  values = parse(run_config.DistillConfig).flag_values_dict()
+  assert run_config.DistillConfig.from_values(values).temperature == 10.0
+  values = parse(run_config.DistillConfig,
+                 "--temperature=1").flag_values_dict()
+  assert run_config.DistillConfig.from_values(values).temperature == 1.0
+  values = parse(run_config.RunConfig, "--temperature=3").flag_values_dict()
+  assert run_config.RunConfig.from_values(values).temperature == 3.0
 
 
 def test_schedules_follow_the_global_step(env):

@@ -1,15 +1,22 @@
 """Tests for bert/run_config.py: config objects, their validation and the
 run's record (no TensorFlow model here: plain values in, config out)."""
 
+import ast
+import dataclasses
 import json
 import logging
 import os
+import subprocess
+import sys
 
 import pytest
 
 from bert import run_config
 from bert.errors import UserError
-from bert.run_config import DistillConfig, RunConfig
+from bert.run_config import DistillConfig, PretrainConfig, RunConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = ("run_classifier", "run_classifier_distill", "run_pretraining")
 
 
 def base(tmp_path, **values):
@@ -66,6 +73,10 @@ def test_from_values_defaults_and_conversions():
      "--jit_compile with --use_tpu: a TPU compiles every step with XLA"),
     ({"jit_compile": True, "bert_hub_module_handle": "hub"},
      "--jit_compile with --bert_hub_module_handle is not supported"),
+    ({"export_position_blocks": 0}, "--export_position_blocks must be >= 1"),
+    ({"kernels": "xla"},
+     "--kernels=xla: expected one of auto, reference, fused"),
+    ({"precision": "float8"}, "--precision=float8: expected one of float32"),
 ])
 def test_run_config_rejects(tmp_path, values, message):
   with pytest.raises(UserError) as e:
@@ -203,3 +214,160 @@ def test_a_probs_file_teacher_has_no_layers(tmp_path):
         intermediate_losses=["hidden"])).validate()
   DistillConfig.from_values(base(tmp_path,
                                  teacher_probs_file="p.tsv")).validate()
+
+
+# ----------------------------------------------------------------------------
+# The flags, made from the config fields.
+
+
+def script_config(script):
+  import importlib
+  return importlib.import_module(f"bert.{script}").CONFIG
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_each_flag_has_its_fields_default_and_help(script):
+  from tests import helpers
+  config_class = script_config(script)
+  flag_values = helpers.script_flags(config_class)
+  fields = dataclasses.fields(config_class)
+  assert fields
+  for field in fields:
+    flag = flag_values[field.name]
+    default = (tuple(flag.default) if isinstance(flag.default, list)
+               else flag.default)
+    assert default == field.default, field.name
+    # (An enum's help starts with its choices.)
+    assert flag.help.endswith(field.metadata["help"]), field.name
+    assert field.metadata["help"], field.name
+  # The config of the defaults is the config of no flags.
+  assert config_class.from_values(
+      flag_values.flag_values_dict()) == config_class.from_values({})
+
+
+def test_each_script_has_its_own_config():
+  assert [script_config(s) for s in SCRIPTS] == [RunConfig, DistillConfig,
+                                                 PretrainConfig]
+
+
+def test_flag_types_and_choices():
+  from tests import helpers
+  values = helpers.script_flags(DistillConfig, [
+      "prog", "--labels=a,b", "--intermediate_losses=hidden,attention",
+      "--teacher_model=t1, t2", "--init_from_teacher_layers=0,2",
+      "--has_header", "--max_seq_length=64", "--alpha=0.25",
+      "--distill_objective=kl", "--kernels=fused",
+      "--export_position_blocks=4"]).flag_values_dict()
+  config = DistillConfig.from_values(values)
+  assert config.labels == ("a", "b")
+  assert config.intermediate_losses == ("hidden", "attention")
+  assert config.teacher_model == ("t1", "t2")
+  assert config.init_from_teacher_layers == (0, 2)
+  assert config.has_header is True and config.max_seq_length == 64
+  assert (config.alpha, config.distill_objective) == (0.25, "kl")
+  assert (config.kernels, config.export_position_blocks) == ("fused", 4)
+  from absl import flags
+  for bad in ("--kernels=xla", "--precision=float8", "--stage=three",
+              "--distribution_strategy=any", "--student_type=cnn"):
+    with pytest.raises(flags.IllegalFlagValueError):
+      helpers.script_flags(DistillConfig, ["prog", bad])
+
+
+def test_pretraining_flags_are_its_own():
+  from tests import helpers
+  flag_values = helpers.script_flags(PretrainConfig)
+  assert flag_values["log_steps"].default == 100
+  assert helpers.script_flags(RunConfig)["log_steps"].default == 50
+  for name in ("task_name", "do_predict", "temperature", "data_dir"):
+    assert name not in flag_values, name
+  assert "export_position_blocks" not in flag_values
+  assert flag_values["kernels"].default == "auto"
+
+
+def test_pretraining_help_lists_only_its_flags():
+  """`run_pretraining.py --helpfull` as a script: none of the classifier's
+  flags, its own --log_steps default."""
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "bert", "run_pretraining.py"),
+       "--helpfull"], capture_output=True, text=True, timeout=120,
+      env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  help_text = result.stdout  # (absl exits with 1 after the help.)
+  assert "--log_steps" in help_text, result.stderr[-2000:]
+  assert "--input_file" in help_text
+  assert "--max_predictions_per_seq" in help_text
+  for name in ("--task_name", "--do_predict", "--teacher_model", "--alpha:"):
+    assert name not in help_text, name
+  log_steps = help_text[help_text.index("--log_steps"):]
+  assert log_steps.splitlines()[1].strip() == "(default: '100')"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_no_script_imports_another(script):
+  with open(os.path.join(ROOT, "bert", f"{script}.py"), encoding="utf-8") as f:
+    tree = ast.parse(f.read())
+  imported = set()
+  for node in ast.walk(tree):
+    if isinstance(node, ast.ImportFrom):
+      imported |= {a.name for a in node.names}
+      imported.add(node.module)
+    elif isinstance(node, ast.Import):
+      imported |= {a.name for a in node.names}
+  others = {s for s in SCRIPTS if s != script}
+  assert not {name.split(".")[-1] for name in imported if name} & others
+
+
+@pytest.mark.parametrize("config_class", [RunConfig, DistillConfig,
+                                          PretrainConfig])
+def test_googles_ignored_flags_are_accepted(config_class):
+  from tests import helpers
+  flag_values = helpers.script_flags(config_class, [
+      "prog", "--master=grpc://10.0.0.2:8470", "--num_tpu_cores=8",
+      "--iterations_per_loop=500", "--output_dir=out"])
+  assert flag_values.iterations_per_loop == 500
+  config = config_class.from_values(flag_values.flag_values_dict())
+  assert config.output_dir == "out"
+  for name in ("master", "num_tpu_cores", "iterations_per_loop"):
+    assert name not in config.to_dict()
+
+
+# What training_keys and path_keys were when each config listed them.
+OLD_RUN_TRAINING_KEYS = (
+    "task_name", "data_dir", "bert_config_file", "vocab_file",
+    "spm_model_file", "init_checkpoint", "do_lower_case", "max_seq_length",
+    "train_batch_size", "learning_rate", "num_train_epochs",
+    "warmup_proportion", "group_by_length", "seed", "do_distill",
+    "temperature", "text_column", "text_b_column", "label_column", "labels",
+    "has_header", "bert_hub_module_handle", "precision")
+OLD_RUN_PATH_KEYS = ("data_dir", "bert_config_file", "vocab_file",
+                     "spm_model_file", "output_dir", "init_checkpoint",
+                     "export_dir", "cache_dir")
+OLD_DISTILL_TRAINING_KEYS = OLD_RUN_TRAINING_KEYS + (
+    "teacher_model", "teacher_probs_file", "ensemble_mean", "alpha",
+    "distill_objective", "alpha_schedule", "temperature_schedule",
+    "transfer_file", "init_from_teacher_layers", "student_type", "stage",
+    "intermediate_losses", "layer_map", "intermediate_fraction",
+    "train_on_transfer_only")
+OLD_DISTILL_PATH_KEYS = OLD_RUN_PATH_KEYS + ("transfer_file", "teacher_model",
+                                             "teacher_probs_file")
+OLD_PRETRAIN_TRAINING_KEYS = (
+    "input_file", "bert_config_file", "init_checkpoint", "max_seq_length",
+    "max_predictions_per_seq", "train_batch_size", "learning_rate",
+    "num_warmup_steps", "seed", "precision")
+OLD_PRETRAIN_PATH_KEYS = ("output_dir", "bert_config_file", "vocab_file",
+                          "init_checkpoint")
+
+
+@pytest.mark.parametrize("config_class, training_keys, path_keys", [
+    (RunConfig, OLD_RUN_TRAINING_KEYS, OLD_RUN_PATH_KEYS),
+    (DistillConfig, OLD_DISTILL_TRAINING_KEYS, OLD_DISTILL_PATH_KEYS),
+    (PretrainConfig, OLD_PRETRAIN_TRAINING_KEYS, OLD_PRETRAIN_PATH_KEYS)])
+def test_key_lists_come_from_the_fields(config_class, training_keys,
+                                        path_keys):
+  for keys, old in ((config_class.training_keys(), training_keys),
+                    (config_class.path_keys(), path_keys)):
+    assert len(keys) == len(set(keys))
+    assert set(keys) == set(old)
+  assert config_class().training_keys() == config_class.training_keys()
+  # The new settings change how training runs, not what it produces.
+  assert "kernels" not in config_class.training_keys()
+  assert "export_position_blocks" not in config_class.training_keys()
