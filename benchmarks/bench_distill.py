@@ -77,11 +77,11 @@ SETUP = "setup.json"
 def build_teacher(work_dir: str) -> str:
   """Fine-tunes a from-scratch teacher with run_classifier.py and exports it
   (reuses an earlier export in the work dir)."""
-  from bert import exported
+  from bert import export_reader
   from bert.errors import UserError
   export_dir = os.path.join(work_dir, "export", "teacher")
   try:
-    return exported.resolve_export(export_dir)
+    return export_reader.resolve_export(export_dir)
   except UserError:
     pass
   teacher_dir = os.path.join(work_dir, "teacher")
@@ -104,18 +104,18 @@ def build_teacher(work_dir: str) -> str:
     if subprocess.call(command, stderr=f, env={**os.environ,
                                                 "TF_CPP_MIN_LOG_LEVEL": "2"}):
       sys.exit(f"building the teacher failed, see {log}")
-  return exported.resolve_export(export_dir)
+  return export_reader.resolve_export(export_dir)
 
 
 def prepare() -> dict:
   """Teacher, student config and the sample's feature file -> setup.json."""
-  from bert import data, exported, processors, tokenization
+  from bert import data, export_reader, processors, tokenization
   work_dir = FLAGS.work_dir
   os.makedirs(work_dir, exist_ok=True)
-  teacher = (exported.resolve_export(FLAGS.teacher_model[0])
+  teacher = (export_reader.resolve_export(FLAGS.teacher_model[0])
              if FLAGS.teacher_model else build_teacher(work_dir))
-  info = exported.read_export_info(teacher)
-  vocab_file = exported.asset_path(teacher, "vocab.txt")
+  info = export_reader.read_export_info(teacher)
+  vocab_file = export_reader.asset_path(teacher, "vocab.txt")
   if vocab_file is None:
     sys.exit(f"{teacher}: no vocab.txt asset to build the student's inputs")
   with open(vocab_file, encoding="utf-8") as f:

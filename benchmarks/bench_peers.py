@@ -8,7 +8,7 @@ same threads.  Three measures:
          backward, Adam); ours through `training.Trainer`'s compiled step;
   b1     batch-1 latency, ms (median call), ours through the exported
          `serving_default` run as TF Serving runs it (the SavedModel in a
-         Session, `exported.SessionSignature`), in a process of its own with
+         Session, `export_reader.SessionSignature`), in a process of its own with
          the threads scripts/serve.sh gives TF Serving (`ServingProcess`);
   b32    examples/s at batch 32 through the same path.
 
@@ -100,12 +100,12 @@ def _serve_in_worker(conn, path: str, vocab: int, seq_length: int) -> None:
   """A `ServingProcess`'s side: serving threads, the export's
   `serving_default`, then (measure, runs) -> wall times until the pipe
   closes."""
-  from bert import exported
+  from bert import export_reader
   from bert import threads
   from bert.report import call_times
   if not threads.use_serving_threads([path]):
     raise RuntimeError("TensorFlow started before its threads were set")
-  calls = batch_calls(exported.SessionSignature(path), vocab, seq_length)
+  calls = batch_calls(export_reader.SessionSignature(path), vocab, seq_length)
   conn.send("ready")
   while True:
     try:

@@ -34,7 +34,7 @@ ROOT = runs.ROOT
 sys.path.insert(0, ROOT)
 # pylint: disable=wrong-import-position
 from bert import bilstm, modeling, report
-from bert import exported
+from bert import export_reader
 
 FLAGS = flags.FLAGS
 runs.define_experiment_flags("beyond")
@@ -125,7 +125,7 @@ def arm_flags(vocab_size: int, transfer: str) -> dict[str, list[str]]:
 
 def latency_table(teacher: str, bilstm_export: str) -> list[str]:
   """Batch-1 latency (median ms) of both through serving_default."""
-  models = [exported.ExportedClassifier(p) for p in (teacher, bilstm_export)]
+  models = [export_reader.ExportedClassifier(p) for p in (teacher, bilstm_export)]
   lines = ["| real tokens | teacher (ms) | BiLSTM (ms) | speed-up |",
            "|---|---|---|---|"]
   for seq_length in (128, 32):

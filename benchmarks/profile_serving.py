@@ -63,15 +63,15 @@ def main(argv):
   del argv
   import numpy as np
   import tensorflow as tf
-  from bert import exported
+  from bert import export_reader
   from bert import threads
 
   # TF Serving's threads as scripts/serve.sh sets them, before TensorFlow
   # starts (exporting starts it).
   threads.use_serving_threads([FLAGS.model] if FLAGS.model else [])
-  path = exported.resolve_export(FLAGS.model) if FLAGS.model else random_export(
+  path = export_reader.resolve_export(FLAGS.model) if FLAGS.model else random_export(
       tempfile.mkdtemp())
-  signature = exported.SessionSignature(path, FLAGS.signature)
+  signature = export_reader.SessionSignature(path, FLAGS.signature)
   shape = (FLAGS.batch_size, FLAGS.seq_length)
   values = {"input_ids": np.full(shape, 5, np.int32),
             "input_mask": np.ones(shape, np.int32),

@@ -14,7 +14,7 @@ import tensorflow as tf
 from absl import logging
 
 from bert import checkpoints, data, evaluation, export, modeling, optimization
-from bert import processors, tokenization, training
+from bert import processors, tokenization
 from bert.errors import UserError
 from bert.run_config import RunConfig
 

@@ -17,7 +17,7 @@ lower-casing) as assets, and `assets.extra/tf_serving_warmup_requests` (TF
 Serving's warm-up requests).  The version is written under a temporary
 name and renamed, so TF Serving never sees half a model.
 
-Reading an export back is `exported.py`'s job, the threads to serve it
+Reading an export back is `export_reader.py`'s job, the threads to serve it
 with `serving_threads.py`'s.
 """
 
@@ -37,7 +37,7 @@ import tensorflow as tf
 from absl import logging
 
 from bert import data, files, modeling
-from bert.exported import EXPORT_INFO, next_version
+from bert.export_reader import EXPORT_INFO, next_version
 from bert.errors import UserError
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from bert import export, modeling
-from bert import exported
+from bert import export_reader
 from bert.errors import UserError
 
 
@@ -100,7 +100,7 @@ def resolve_handle(handle: str) -> str:
     return handle
   if not tf.io.gfile.exists(handle):
     raise UserError(f"--bert_hub_module_handle={handle}: no such directory")
-  return exported.resolve_export(handle)
+  return export_reader.resolve_export(handle)
 
 
 def load_encoder(handle: str):

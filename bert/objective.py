@@ -28,7 +28,7 @@ import tensorflow as tf
 from absl import logging
 
 from bert import checkpoints, classifier, distillation, files
-from bert import exported
+from bert import export_reader
 from bert import modeling, teacher as teacher_lib, tinybert, training
 from bert.errors import UserError
 from bert.run_config import DistillConfig
@@ -341,7 +341,7 @@ def teacher_record(config: DistillConfig,
   dirs = []
   for path in config.teacher_model:
     try:
-      dirs.append(exported.resolve_export(path))
+      dirs.append(export_reader.resolve_export(path))
     except UserError:
       dirs.append(path)
   return {"dirs": dirs, **extra}

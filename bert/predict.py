@@ -24,7 +24,7 @@ if not __package__:  # run as `python bert/predict.py`
 import numpy as np
 from absl import app, flags
 
-from bert import exported
+from bert import export_reader
 from bert import threads
 from bert.errors import UserError, exit_on_error
 
@@ -80,7 +80,7 @@ def main(argv: Sequence[str]) -> None:
   if FLAGS.batch_size < 1:
     raise UserError(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
   threads.use_serving_threads([FLAGS.model])  # A process that only predicts.
-  model = exported.ExportedClassifier(FLAGS.model)
+  model = export_reader.ExportedClassifier(FLAGS.model)
   predict = model.predict_ids if FLAGS.use_ids else model.predict_text
   if FLAGS.input_file == "-":
     stream = sys.stdin.buffer

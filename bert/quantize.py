@@ -35,7 +35,7 @@ from absl import app, flags, logging
 
 from bert import data, files
 from bert.errors import UserError, exit_on_error
-from bert.exported import ExportedClassifier, resolve_export
+from bert.export_reader import ExportedClassifier, resolve_export
 
 TFLITE_FILE = "model.tflite"
 PRECISIONS = ("int8", "float32")

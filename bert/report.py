@@ -48,7 +48,7 @@ from absl import app, flags, logging
 from bert import baseline as ngram_baseline
 from bert import files, modeling, processors
 from bert.errors import UserError, exit_on_error
-from bert.exported import ExportedClassifier
+from bert.export_reader import ExportedClassifier
 from bert.threads import use_serving_threads
 from bert.quantize import TFLITE_FILE, TfliteClassifier
 

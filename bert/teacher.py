@@ -16,7 +16,7 @@ import tensorflow as tf
 from absl import logging
 
 from bert import data, evaluation, files
-from bert import exported
+from bert import export_reader
 from bert.errors import UserError
 
 
@@ -38,16 +38,16 @@ class Teacher:
     self.loaded = [e.loaded for e in self.exports]
 
   @staticmethod
-  def _load(path: str) -> exported.ExportedClassifier:
+  def _load(path: str) -> export_reader.ExportedClassifier:
     """The export at `path`, or an error that says how to make one."""
     try:
-      exported.resolve_export(path)
+      export_reader.resolve_export(path)
     except UserError as e:
       raise UserError(
           f"--teacher_model: {e}; export the trained teacher first with "
           "bash scripts/export_teacher.sh (or train it with --do_export)"
       ) from None
-    return exported.ExportedClassifier(path, ("logits",), role="teacher")
+    return export_reader.ExportedClassifier(path, ("logits",), role="teacher")
 
   @property
   def size(self) -> int:
@@ -120,7 +120,7 @@ class Teacher:
             f"{d}: teacher {problem} differs from the task's: teacher "
             f"{teacher_labels}, task {list(label_list)}")
       ours = spm_model_file or vocab_file
-      theirs = exported.asset_path(d, "spm.model" if spm_model_file
+      theirs = export_reader.asset_path(d, "spm.model" if spm_model_file
                                  else "vocab.txt")
       if theirs is None:
         logging.warning("%s: the teacher carries no vocabulary asset; cannot "

@@ -8,7 +8,7 @@ from typing import Sequence
 import tensorflow as tf
 from absl import logging
 
-from bert.exported import read_export_info, resolve_export
+from bert.export_reader import read_export_info, resolve_export
 
 
 def serving_threads(jit_compile: bool = False) -> tuple[int, int]:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bert import export_reader
 from bert import bilstm, checkpoints, data, export, modeling
 from bert import processors
 from bert import run_classifier_distill as distill
@@ -281,7 +282,7 @@ def test_distill_export_and_serve(env, tmp_path, caplog):
   probs = np.loadtxt(out / "test_results.tsv", delimiter="\t")
   assert probs.shape == (16, 2)
   exported = str(tmp_path / "export" / "1")
-  info = exported.read_export_info(exported)
+  info = export_reader.read_export_info(exported)
   assert info["student_type"] == "bilstm"
   assert info["distill_objective"] == "logits_mse"
   loaded = tf.saved_model.load(exported)

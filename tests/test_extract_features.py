@@ -282,6 +282,7 @@ def test_bad_input_is_one_line_user_error(files, tmp_path, case):
   assert not [n for n in os.listdir(tmp_path) if ".tmp" in n]
 
 
+@pytest.mark.slow
 def test_script_prints_one_error_line(files, tmp_path):
   paths, _ = files
   paths["vocab_file"] = str(tmp_path / "missing_vocab.txt")

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from bert import checkpoints, files, run_classifier
-from bert import exported
+from bert import export_reader
 from bert.errors import UserError
 from tests import helpers
 
@@ -71,6 +71,7 @@ def test_damaged_latest_checkpoint_falls_back(paths, caplog):
     checkpoints.read_global_step(latest)
 
 
+@pytest.mark.slow
 def test_second_run_on_the_same_output_dir_stops(paths):
   out = paths["output_dir"]
   os.makedirs(out)
@@ -91,6 +92,7 @@ def test_second_run_on_the_same_output_dir_stops(paths):
     sleeper.wait()
 
 
+@pytest.mark.slow
 def test_stale_lock_is_taken_over(paths, caplog):
   caplog.set_level(logging.WARNING, logger="absl")
   out = paths["output_dir"]
@@ -152,6 +154,7 @@ def test_truncated_feature_cache_is_converted_again(paths, caplog):
   assert os.path.getsize(dev) == whole
 
 
+@pytest.mark.slow
 def test_leftovers_of_a_killed_export_are_removed(paths, tmp_path, caplog):
   caplog.set_level(logging.WARNING, logger="absl")
   dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -187,7 +190,7 @@ def test_orphan_checkpoint_files_are_removed(paths, caplog):
 def test_serving_default_checks_its_inputs(paths, tmp_path):
   run(paths, do_train=True, num_train_epochs=1, do_export=True,
       export_dir=str(tmp_path / "export"))
-  model = exported.ExportedClassifier(str(tmp_path / "export"))
+  model = export_reader.ExportedClassifier(str(tmp_path / "export"))
   vocab = helpers.TINY_CONFIG["vocab_size"]
   positions = helpers.TINY_CONFIG["max_position_embeddings"]
   ones = np.ones([2, 5], np.int32)
@@ -216,6 +219,7 @@ def test_serving_default_checks_its_inputs(paths, tmp_path):
       fn()
 
 
+@pytest.mark.slow
 def test_extract_features_never_overwrites_its_input(tmp_path):
   text = tmp_path / "f.txt"
   text.write_text("hello\n")
@@ -234,6 +238,7 @@ def test_extract_features_never_overwrites_its_input(tmp_path):
   assert text.read_text() == "hello\n"
 
 
+@pytest.mark.slow
 def test_predict_into_a_closed_pipe_is_quiet(paths, tmp_path):
   run(paths, do_train=True, num_train_epochs=1, do_export=True,
       export_dir=str(tmp_path / "export"))
@@ -272,6 +277,7 @@ def _final_weights(output_dir):
           for name in reader.get_variable_to_shape_map()}
 
 
+@pytest.mark.slow
 def test_run_killed_and_resumed_equals_an_uninterrupted_run(paths, tmp_path):
   """kill -9 between two checkpoints, resume: the same weights as a run never
   interrupted (seeded input order skipped to the step, dropout masks drawn
@@ -316,6 +322,7 @@ def test_run_killed_and_resumed_equals_an_uninterrupted_run(paths, tmp_path):
                                err_msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(bool(__import__("glob").glob("/dev/nvidia[0-9]*")),
                     reason="a machine with a GPU driver prints no cuInit error")
 def test_no_cuinit_error_line_on_a_cpu_only_machine():

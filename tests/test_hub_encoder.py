@@ -112,6 +112,7 @@ def test_exports_are_versioned(exported, tmp_path):
   assert hub_encoder.resolve_handle(str(tmp_path / "encoder")) == second
 
 
+@pytest.mark.slow
 def test_saved_model_cli_shows_the_signature(exported):
   path, _, _ = exported
   result = subprocess.run(

@@ -74,6 +74,7 @@ def results(output_dir):
     return {k: float(v) for k, v in (l.strip().split(" = ") for l in f)}
 
 
+@pytest.mark.slow
 def test_two_workers_train_like_one_process_and_resume(tmp_path):
   d = str(tmp_path)
   files = helpers.tiny_task_files(d)
@@ -168,6 +169,7 @@ def run_mirrored(script: str, flags: dict) -> subprocess.CompletedProcess:
       env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_cpus_trains_a_teacher_and_students(tmp_path):
   d = str(tmp_path)
   common = {"task_name": "emotion", "vocab_file": helpers.write_vocab(d),
@@ -210,6 +212,7 @@ def test_mirrored_over_two_cpus_trains_a_teacher_and_students(tmp_path):
   assert not os.path.exists(f"{d}/online_jit/checkpoint")
 
 
+@pytest.mark.slow
 def test_two_workers_distil_with_teacher_logits_cached_once(tmp_path):
   d = str(tmp_path)
   files = helpers.train_and_export(d, epochs=1)

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from bert import export_reader
 from bert import predict
 from bert.errors import UserError
 from tests import helpers
@@ -36,7 +37,7 @@ def run_cli(args, stdin=None):
 
 
 def test_text_and_ids_paths_agree(exported):
-  model = exported.ExportedClassifier(exported)
+  model = export_reader.ExportedClassifier(exported)
   assert model.dir == os.path.join(exported, "1")
   by_text = model.predict_text(TEXTS)
   by_ids = model.predict_ids(TEXTS)
@@ -50,6 +51,7 @@ def test_text_and_ids_paths_agree(exported):
   assert np.ptp(by_text["probabilities"][:, 1]) > 1e-3
 
 
+@pytest.mark.slow
 def test_cli_file_and_stdin(exported, tmp_path):
   path = tmp_path / "in.txt"
   path.write_bytes(("\n".join(TEXTS) + "\n").encode("utf-8"))
@@ -60,7 +62,7 @@ def test_cli_file_and_stdin(exported, tmp_path):
   assert from_file == from_stdin
   lines = from_file.split("\n")[:-1]
   assert len(lines) == len(TEXTS)
-  expected = exported.ExportedClassifier(exported).predict_text(TEXTS)
+  expected = export_reader.ExportedClassifier(exported).predict_text(TEXTS)
   for line, text, label, probs in zip(lines, TEXTS, expected["label"],
                                       expected["probabilities"]):
     got_label, got_prob, got_text = line.split("\t", 2)
@@ -70,6 +72,7 @@ def test_cli_file_and_stdin(exported, tmp_path):
     assert 0.5 <= float(got_prob) <= 1.0
 
 
+@pytest.mark.slow
 def test_cli_use_ids_matches_text_and_saved_model_cli(exported, tmp_path):
   path = tmp_path / "in.txt"
   path.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
@@ -109,9 +112,10 @@ def test_read_batches_strips_line_ends_and_bom():
                                                    [b"", b"three"]]
 
 
+@pytest.mark.slow
 def test_bad_model_path(tmp_path):
   with pytest.raises(UserError, match="not a SavedModel"):
-    exported.ExportedClassifier(str(tmp_path))
+    export_reader.ExportedClassifier(str(tmp_path))
   result = subprocess.run(
       [sys.executable, "-m", "bert.predict", f"--model={tmp_path}"],
       input=b"x\n", capture_output=True, env=ENV, cwd=ROOT)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bert import export_reader
 from bert import quantize
 from bert.errors import UserError
 from tests import helpers
@@ -25,7 +26,7 @@ def test_int8_copy_follows_the_float_export(exported):
   path = quantize.write_tflite(exported["export_dir"])
   version = os.path.join(exported["export_dir"], "1")
   assert path == os.path.join(version, quantize.TFLITE_FILE)
-  float_model = exported.ExportedClassifier(version)
+  float_model = export_reader.ExportedClassifier(version)
   int8_model = quantize.TfliteClassifier(exported["export_dir"])
   assert int8_model.precision == "int8"
   texts = [line.rsplit("&", 1)[0] for line in open(
@@ -52,7 +53,7 @@ def test_int8_copy_follows_the_float_export(exported):
 def test_float32_copy_gives_the_savedmodel_logits(exported):
   path = quantize.write_tflite(exported["export_dir"], "float32")
   version = os.path.join(exported["export_dir"], "1")
-  float_model = exported.ExportedClassifier(version)
+  float_model = export_reader.ExportedClassifier(version)
   copy = quantize.TfliteClassifier(version)
   assert copy.precision == "float32"
   texts = [line.rsplit("&", 1)[0] for line in open(
@@ -69,7 +70,7 @@ def test_float32_copy_gives_the_savedmodel_logits(exported):
   interpreter = quantize._interpreter(path, 1)
   assert "SPLIT_V" not in {op["op_name"]
                            for op in interpreter._get_ops_details()}
-  loaded = exported.load(version)
+  loaded = export_reader.load(version)
   one = {k: tf.constant(features[k][:3]) for k in ("input_ids", "input_mask",
                                                     "segment_ids")}
   np.testing.assert_allclose(
@@ -93,6 +94,7 @@ def test_missing_copy_and_missing_export_are_one_line(exported, tmp_path):
     quantize.write_tflite(str(tmp_path / "nothing"))
 
 
+@pytest.mark.slow
 def test_cli_writes_the_copy(exported):
   result = subprocess.run(
       [sys.executable, "-m", "bert.quantize",

@@ -94,6 +94,7 @@ def test_evaluate_models_matches_training_outputs(models):
   assert reports[0].parameters > reports[1].parameters
 
 
+@pytest.mark.slow
 def test_report_cli_writes_table_json_and_png(models, tmp_path):
   output_dir = tmp_path / "report"
   spec = ",".join(f"{n}:{models[n]['export_dir']}"
@@ -208,6 +209,7 @@ def test_int8_copies_are_measured_beside_their_float_exports(models):
       report.interpretation(reports)
 
 
+@pytest.mark.slow
 def test_baseline_none_leaves_it_out(models, tmp_path):
   output_dir = tmp_path / "report"
   result = subprocess.run(

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from bert import run_classifier
-from bert import exported
+from bert import export_reader
 from bert.errors import UserError
 from tests import helpers
 
@@ -51,7 +51,7 @@ def test_train_eval_predict_export(files):
   assert sorted(os.listdir(files["export_dir"])) == ["1"]
   assert {"vocab.txt", "bert_config.json", "export_info.json"} <= set(
       os.listdir(os.path.join(version, "assets")))
-  assert exported.read_export_info(version)["label_list"] == ["0", "1"]
+  assert export_reader.read_export_info(version)["label_list"] == ["0", "1"]
   loaded = tf.saved_model.load(version)
   texts = [line.rsplit("&", 1)[0] for line in open(
       os.path.join(files["data_dir"], "test.csv"), encoding="utf-8")]
@@ -138,6 +138,7 @@ def test_bad_input_errors_and_output_dir_kept(files, tmp_path):
   assert open(keep).read() == "mine"
 
 
+@pytest.mark.slow
 def test_kill_and_resume_reaches_the_same_step(files):
   """kill -9 during training, then the same command again."""
   args = [sys.executable, os.path.join(ROOT, "bert", "run_classifier.py"),

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from bert import data, export, modeling, objective, processors
-from bert import exported
+from bert import export_reader
 from bert import run_classifier, run_config
 from bert import run_classifier_distill as distill
 from bert import teacher as teacher_lib
@@ -161,7 +161,7 @@ def test_end_to_end_with_transfer_set(env, tmp_path, caplog):
   assert probs.shape == (16, 2)
 
   student = str(tmp_path / "export" / "1")
-  info = exported.read_export_info(student)
+  info = export_reader.read_export_info(student)
   assert info["teacher"] == [env["teacher"]]
   assert info["label_list"] == LABELS
   test_csv = os.path.join(env["files"]["data_dir"], "test.csv")
@@ -260,7 +260,7 @@ def test_a_jit_compiled_teacher_teaches_as_the_plain_one(env, tmp_path):
                    do_export=True, export_dir=str(tmp_path / "jit"),
                    export_jit_compile=True)
   jit = str(tmp_path / "jit" / "1")
-  assert exported.read_export_info(jit)["jit_compile"] is True
+  assert export_reader.read_export_info(jit)["jit_compile"] is True
   f = {k: tf.constant(v[:11, :13])
        for k, v in features(env, train_texts(env)).items()
        if k in data.SEQ_FEATURES}
@@ -435,6 +435,7 @@ def test_misuse_stops_before_training(env, bad_teachers, tmp_path, case,
   assert tf.train.latest_checkpoint(str(out)) is None
 
 
+@pytest.mark.slow
 def test_script_exits_with_one_line_error(env, tmp_path):
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, "bert", "run_classifier_distill.py"),
@@ -451,6 +452,7 @@ def test_script_exits_with_one_line_error(env, tmp_path):
   assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_export_needs_only_the_run_record(env, tmp_path, caplog):
   """A finished run exports, and evaluates, with --output_dir alone: the
   record supplies the settings and the teacher is not loaded (here it is
@@ -469,7 +471,7 @@ def test_export_needs_only_the_run_record(env, tmp_path, caplog):
   helpers.run_main(distill.main, output_dir=str(out), do_export=True,
                    do_eval=True, export_dir=str(tmp_path / "export"))
   exported = str(tmp_path / "export" / "1")
-  info = exported.read_export_info(exported)
+  info = export_reader.read_export_info(exported)
   assert info["teacher"] == [str(teacher_copy)]
   assert info["max_seq_length"] == SEQ and info["distill_objective"] == "soft_ce"
   assert "No eval_teacher_agreement" in caplog.text

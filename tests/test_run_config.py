@@ -284,6 +284,7 @@ def test_pretraining_flags_are_its_own():
   assert flag_values["kernels"].default == "auto"
 
 
+@pytest.mark.slow
 def test_pretraining_help_lists_only_its_flags():
   """`run_pretraining.py --helpfull` as a script: none of the classifier's
   flags, its own --log_steps default."""

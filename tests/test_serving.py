@@ -15,6 +15,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from bert import export_reader
 from bert import export, run_classifier
 from bert import threads
 from bert.errors import UserError
@@ -53,7 +54,7 @@ def test_warmup_requests_replay_against_the_export(exported):
   assert signatures.count("predict_text") == 2
   assert {log.predict_log.request.model_spec.name for log in logs} == {
       "teacher"}
-  loaded = exported.load(version)
+  loaded = export_reader.load(version)
   for log in logs:
     request = log.predict_log.request
     inputs = {name: tf.constant(tf.make_ndarray(tensor))
@@ -84,10 +85,11 @@ def test_xla_length_buckets():
   assert export.xla_length_buckets(100) == [16, 32, 64, 128]
 
 
+@pytest.mark.slow
 def test_jit_compiled_export_answers_like_the_plain_one(exported,
                                                         jit_exported):
-  assert exported.read_export_info(jit_exported)["jit_compile"] is True
-  assert exported.read_export_info(
+  assert export_reader.read_export_info(jit_exported)["jit_compile"] is True
+  assert export_reader.read_export_info(
       os.path.join(exported, "1"))["jit_compile"] is False
   saved = saved_model_pb2.SavedModel()
   with open(os.path.join(jit_exported, "saved_model.pb"), "rb") as f:
@@ -105,13 +107,13 @@ def test_jit_compiled_export_answers_like_the_plain_one(exported,
     inputs = {"input_ids": ids * mask, "input_mask": mask,
               "segment_ids": np.zeros_like(ids)}
     # As TF Serving runs them: the SavedModels in Sessions.
-    plain = exported.SessionSignature(exported)(**inputs)
-    jit = exported.SessionSignature(jit_exported)(**inputs)
+    plain = export_reader.SessionSignature(exported)(**inputs)
+    jit = export_reader.SessionSignature(jit_exported)(**inputs)
     assert jit["logits"].shape == (batch, 2)
     np.testing.assert_allclose(jit["logits"], plain["logits"], atol=1e-5)
   texts = tf.constant(["the cat sat on the mat", "好 吃", ""])
-  plain = exported.load(os.path.join(exported, "1")).signatures["predict_text"]
-  jit = exported.load(jit_exported).signatures["predict_text"]
+  plain = export_reader.load(os.path.join(exported, "1")).signatures["predict_text"]
+  jit = export_reader.load(jit_exported).signatures["predict_text"]
   np.testing.assert_allclose(jit(text=texts)["logits"].numpy(),
                              plain(text=texts)["logits"].numpy(), atol=1e-5)
   # serve.sh asks TF Serving for XLA when an export needs it.
@@ -127,6 +129,7 @@ def test_jit_compiled_export_answers_like_the_plain_one(exported,
   assert "_op_parallelism" not in result.stdout
 
 
+@pytest.mark.slow
 def test_serve_sh_writes_configs_for_models_side_by_side(exported, tmp_path):
   student = tmp_path / "export" / "student"
   student.mkdir(parents=True)
@@ -169,6 +172,7 @@ def test_serve_sh_writes_configs_for_models_side_by_side(exported, tmp_path):
       result.stdout)
 
 
+@pytest.mark.slow
 def test_serve_sh_prefer_tflite_needs_the_copy(exported, tmp_path):
   from bert import quantize
   version = tmp_path / "export" / "student" / "1"
@@ -194,6 +198,7 @@ def test_serve_sh_prefer_tflite_needs_the_copy(exported, tmp_path):
   assert "--enable_model_warmup" not in result.stdout
 
 
+@pytest.mark.slow
 def test_serve_sh_rejects_a_missing_export(tmp_path):
   result = subprocess.run(
       ["bash", os.path.join(ROOT, "scripts", "serve.sh")],
@@ -206,6 +211,7 @@ def test_serve_sh_rejects_a_missing_export(tmp_path):
   assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_use_serving_threads_before_and_after_tensorflow_starts(
     exported, jit_exported):
   # In a fresh process: set before TensorFlow runs anything (TensorFlow's
@@ -237,11 +243,11 @@ def test_use_serving_threads_before_and_after_tensorflow_starts(
 
 
 def test_session_signature_runs_an_export_as_tf_serving_does(exported):
-  served = exported.SessionSignature(exported, "predict_text")
+  served = export_reader.SessionSignature(exported, "predict_text")
   assert served.path == os.path.join(exported, "1")  # The highest version.
   assert set(served.inputs) == {"text"}
   texts = np.array([b"the cat sat on the mat", b"\xe5\xa5\xbd"])
-  expected = exported.load(served.path).signatures["predict_text"](
+  expected = export_reader.load(served.path).signatures["predict_text"](
       text=tf.constant(texts))
   got = served(text=texts)
   assert set(got) == set(expected)
@@ -250,4 +256,4 @@ def test_session_signature_runs_an_export_as_tf_serving_does(exported):
   with pytest.raises(ValueError, match="missing inputs"):
     served()
   with pytest.raises(UserError, match="no signature 'nope'"):
-    exported.SessionSignature(exported, "nope")
+    export_reader.SessionSignature(exported, "nope")

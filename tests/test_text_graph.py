@@ -342,6 +342,7 @@ def test_export_runs_without_the_vocab_file(exported):
   assert_features_equal({k: v.numpy() for k, v in got.items()}, want_pair)
 
 
+@pytest.mark.slow
 def test_export_loads_in_a_fresh_process_without_this_package(exported,
                                                               tmp_path):
   # Core TensorFlow alone: no bert code, no vocab, no tensorflow_text.
@@ -371,6 +372,7 @@ def test_wordpiece_export_uses_only_core_ops(exported):
   assert text_graph.disallowed_ops(path) == set()
 
 
+@pytest.mark.slow
 def test_saved_model_cli_runs_a_classifier_export(tmp_path):
   # The command users run, in a process that never imports tensorflow_text.
   vocab_file = write_vocab(tmp_path, helpers.TINY_VOCAB)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bert import export_reader
 from bert import bilstm, export, modeling
 from bert import run_classifier_distill as distill
 from bert import tinybert
@@ -437,7 +438,7 @@ def test_stage_both_end_to_end(env, tmp_path, caplog):
   model_names = [v.name for v in loaded.model_variables]
   assert "output_weights:0" in model_names
   assert not [n for n in model_names if n.startswith("distill/")]
-  assert exported.read_export_info(exported)["stage"] == "both"
+  assert export_reader.read_export_info(exported)["stage"] == "both"
 
 
 def test_resume_keeps_the_projections(env, tmp_path, caplog):

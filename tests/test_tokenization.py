@@ -230,6 +230,7 @@ def test_check_vocab_fits(tokenizer, vocab_file):
     tokenization.check_vocab_fits(tokenizer, len(VOCAB) - 1, vocab_file)
 
 
+@pytest.mark.slow
 def test_module_imports_neither_tensorflow_nor_sentencepiece():
   code = ("import sys; import bert.tokenization; "
           "bad = {'tensorflow', 'sentencepiece'} & set(sys.modules); "
