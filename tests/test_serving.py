@@ -15,9 +15,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from bert import export_reader
-from bert import export, run_classifier
-from bert import threads
+from bert import export, export_reader, run_classifier, threads
 from bert.errors import UserError
 from tests import helpers
 
@@ -220,7 +218,7 @@ def test_use_serving_threads_before_and_after_tensorflow_starts(
   script = (
       "import sys\n"
       "import tensorflow as tf\n"
-      "from bert import export\n"
+      "from bert import threads\n"
       "plain, jit = sys.argv[1:]\n"
       "threading = tf.config.threading\n"
       "def show(ok):\n"
