@@ -199,7 +199,31 @@ _STRATEGY_HELP = ("auto: a TPU with --use_tpu, MirroredStrategy over several "
 
 
 @dataclasses.dataclass(frozen=True)
-class RunConfig(Config):
+class DeviceConfig(Config):
+  """Where and how a training step runs: the settings every script shares."""
+  # Where training runs (tf.distribute).  Google's TPU flags mean what they
+  # meant there; an unreachable TPU is an error.
+  use_tpu: bool = setting(False, "Train on the Cloud TPU --tpu_name.")
+  tpu_name: str | None = setting(
+      None, "The Cloud TPU (its name, a grpc:// address, or 'local' on a TPU "
+      "VM).")
+  tpu_zone: str | None = setting(None, "GCE zone of --tpu_name.")
+  gcp_project: str | None = setting(None, "GCP project of --tpu_name.")
+  distribution_strategy: str = setting(
+      "auto", _STRATEGY_HELP, choices=("bert.training:STRATEGIES",))
+  precision: str = setting(
+      "float32", "What training computes in. mixed_bfloat16 (CPUs with AMX "
+      "or AVX512-BF16, TPUs, Ampere+ GPUs) and mixed_float16 (GPUs; dynamic "
+      "loss scaling) keep variables, optimiser state and checkpoints in "
+      "float32; eval, predict and exports compute in float32.", trains=True,
+      choices=("bert.training:PRECISIONS",))
+  jit_compile: bool = setting(False, _JIT_HELP)
+  kernels: str = setting("auto", _KERNELS_HELP,
+                         choices=("auto", "bert.modeling:KERNELS"))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig(DeviceConfig):
   """What run_classifier.py does (the flags of the same names)."""
   task_name: str | None = setting(
       None, "Task: cola, mnli, mrpc, xnli, sst-2, emotion, csv, tsv or "
@@ -277,23 +301,6 @@ class RunConfig(Config):
       None, "csv/tsv/jsonl: the label list.", trains=True)
   has_header: bool | None = setting(
       None, "csv/tsv: the first line is a header.", trains=True)
-  # Where training runs (tf.distribute).  Google's TPU flags mean what they
-  # meant there; an unreachable TPU is an error.
-  use_tpu: bool = setting(False, "Train on the Cloud TPU --tpu_name.")
-  tpu_name: str | None = setting(
-      None, "The Cloud TPU (its name, a grpc:// address, or 'local' on a TPU "
-      "VM).")
-  tpu_zone: str | None = setting(None, "GCE zone of --tpu_name.")
-  gcp_project: str | None = setting(None, "GCP project of --tpu_name.")
-  distribution_strategy: str = setting(
-      "auto", _STRATEGY_HELP, choices=("bert.training:STRATEGIES",))
-  precision: str = setting(
-      "float32", "What training computes in. mixed_bfloat16 (CPUs with AMX "
-      "or AVX512-BF16, TPUs, Ampere+ GPUs) and mixed_float16 (GPUs; dynamic "
-      "loss scaling) keep variables, optimiser state and checkpoints in "
-      "float32; eval, predict and exports compute in float32.", trains=True,
-      choices=("bert.training:PRECISIONS",))
-  jit_compile: bool = setting(False, _JIT_HELP)
   # TF Hub encoders.
   bert_hub_module_handle: str | None = setting(
       None, "A TF2 SavedModel in TF Hub's BERT encoder format (a local path "
@@ -302,8 +309,6 @@ class RunConfig(Config):
   do_export_encoder: bool = setting(
       False, "Export this project's encoder in TF Hub's BERT encoder format "
       "to --export_dir")
-  kernels: str = setting("auto", _KERNELS_HELP,
-                         choices=("auto", "bert.modeling:KERNELS"))
   export_position_blocks: int = setting(
       2, "Exports split each example's positions into this many blocks that "
       "TensorFlow's executor runs concurrently, so batch-1 requests keep "
@@ -529,7 +534,7 @@ class DistillConfig(RunConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class PretrainConfig(Config):
+class PretrainConfig(DeviceConfig):
   """What run_pretraining.py does (Google's flags of the same names)."""
   input_file: str | None = setting(
       None, "Input TFRecord files (comma list and globs) from "
@@ -563,19 +568,6 @@ class PretrainConfig(Config):
   max_eval_steps: int = setting(100, "Eval batches at most.")
   log_steps: int = setting(100, "Log progress every N steps.")
   seed: int = setting(12345, "Random seed.", trains=True)
-  use_tpu: bool = setting(False, "Train on the Cloud TPU --tpu_name.")
-  tpu_name: str | None = setting(None, "The Cloud TPU.")
-  tpu_zone: str | None = setting(None, "GCE zone of --tpu_name.")
-  gcp_project: str | None = setting(None, "GCP project of --tpu_name.")
-  distribution_strategy: str = setting(
-      "auto", _STRATEGY_HELP, choices=("bert.training:STRATEGIES",))
-  precision: str = setting(
-      "float32", "What training computes in (mixed_bfloat16, mixed_float16: "
-      "float32 variables and checkpoints).", trains=True,
-      choices=("bert.training:PRECISIONS",))
-  jit_compile: bool = setting(False, _JIT_HELP)
-  kernels: str = setting("auto", _KERNELS_HELP,
-                         choices=("auto", "bert.modeling:KERNELS"))
 
   SCRIPT = "run_pretraining.py"
 
