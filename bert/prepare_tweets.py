@@ -18,11 +18,12 @@ The file is not valid UTF-8 everywhere (mis-encoded emoji and punctuation
 in part of the tweets).  Each such line is decoded with U+FFFD in place of
 its bad bytes, and the number of lines so decoded is printed: the tweets
 keep their words, and the tokenizer drops U+FFFD as it drops other
-replacement characters.  Empty tweets and repeated texts (the first label
-kept) are left out; the rest is shuffled with --seed and split 10/10/80
-into dev, test and train, as benchmarks/minilm_distill.py splits it, and
-each split is then cut to its --max_* size (0: all of it), so a smaller
-run's splits are the first rows of a larger one's.
+replacement characters.  A line break inside a tweet becomes a space;
+empty tweets and repeated texts (the first label kept) are left out; the
+rest is shuffled with --seed and split 10/10/80 into dev, test and train
+as benchmarks/minilm_distill.py splits it, and each split is then cut to
+its --max_* size (0: all of it), so a smaller run's splits are the first
+rows of a larger one's.
 
 The output is a pure function of the CSV and the flags: re-running finds
 the files up to date, and a file that differs is only replaced with
@@ -128,7 +129,10 @@ def read_tweets(path: str) -> tuple[list[Example], list[int]]:
     if label not in LABELS:
       raise UserError(f"{path}, line {reader.line_num}: sentiment "
                       f"{label!r} is not one of {', '.join(LABELS)}")
-    examples.append(Example((row["text"] or "").strip(), label))
+    # A line break inside a tweet (quoted "\r" in this file) becomes a space:
+    # one tweet a line.
+    text = (row["text"] or "").replace("\r", " ").replace("\n", " ")
+    examples.append(Example(text.strip(), label))
   return examples, replaced
 
 

@@ -33,6 +33,7 @@ def test_bad_bytes_are_replaced_and_counted(tmp_path, capsys):
   rows = _rows(30)
   rows[3] = b"negative,0.5,caf\xe9 au lait"   # Latin-1, not UTF-8.
   rows[7] = b"positive,0.5,ok \xff\xfe"
+  rows[9] = b'neutral,0.5,"two\r\rlines"'  # CRs inside a tweet.
   summary = prepare_tweets.run(str(tmp_path / "out"), _source(tmp_path, rows))
   assert summary["replaced_lines"] == 2
   # Line 1 is the header: rows[3] is line 5.
@@ -44,6 +45,7 @@ def test_bad_bytes_are_replaced_and_counted(tmp_path, capsys):
         str(tmp_path / "out"))
   texts = {e.text_a for e in examples}
   assert "caf\ufffd au lait" in texts
+  assert "two  lines" in texts
   assert len(examples) == 30
   assert processor.get_labels() == list(prepare_tweets.LABELS)
 
