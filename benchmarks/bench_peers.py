@@ -295,14 +295,14 @@ def ort(shape: dict, work_dir: str, int8: bool) -> dict:
 
 def ours_tflite(shape: dict, work_dir: str, precision: str) -> dict:
   import shutil
-  from bert import quantize
+  from bert import export_reader, quantize
   # A copy of the float export `ours` wrote (run it first), converted as
   # users do; each precision in its own directory (one model.tflite each).
   copy_dir = os.path.join(work_dir, f"tflite_{precision}")
   shutil.copytree(os.path.join(work_dir, "export"), copy_dir,
                   dirs_exist_ok=True)
   quantize.write_tflite(copy_dir, precision)
-  return batch_calls(quantize.TfliteClassifier(copy_dir).serving_default,
+  return batch_calls(export_reader.TfliteClassifier(copy_dir).serving_default,
                      shape["vocab"], FLAGS.seq_length)
 
 

@@ -146,10 +146,10 @@ def char_vocab_and_config(data_dir: str, out_dir: str, layers: int,
   `layers` x `hidden` that fits it -> (vocab file, config file, number of
   training lines)."""
   # pylint: disable=import-outside-toplevel
-  from bert import modeling, prepare_data
+  from bert import char_vocab, modeling
   with open(os.path.join(data_dir, "train.csv"), encoding="utf-8") as f:
     texts = [line.rstrip("\n").rsplit("&", 1)[0] for line in f if line.strip()]
-  vocab = prepare_data.build_vocab(texts, min_char_count=2, do_lower_case=True)
+  vocab = char_vocab.build_vocab(texts, min_char_count=2, do_lower_case=True)
   os.makedirs(out_dir, exist_ok=True)
   vocab_file = os.path.join(out_dir, "vocab.txt")
   with open(vocab_file, "w", encoding="utf-8") as f:

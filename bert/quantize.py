@@ -29,15 +29,13 @@ from typing import Sequence
 if not __package__:  # run as `python bert/quantize.py`
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert import data, files
+from bert import files
 from bert.errors import UserError, exit_on_error
-from bert.export_reader import ExportedClassifier, resolve_export
+from bert.export_reader import TFLITE_FILE, resolve_export
 
-TFLITE_FILE = "model.tflite"
 PRECISIONS = ("int8", "float32")
 
 
@@ -80,61 +78,6 @@ def write_tflite(export_path: str, precision: str = "int8") -> str:
 
   files.write_atomically(path, write)
   return path
-
-
-def _interpreter(path: str, num_threads: int | None):
-  """LiteRT's interpreter (the `ai_edge_litert` package), or TensorFlow's
-  own copy of it where LiteRT is not installed."""
-  try:
-    from ai_edge_litert.interpreter import Interpreter
-  except ImportError:
-    Interpreter = tf.lite.Interpreter
-  return Interpreter(model_path=path, num_threads=num_threads)
-
-
-class TfliteClassifier(ExportedClassifier):
-  """An export's `model.tflite`, with the export's tokenizer and labels:
-  `serving_default(**features)`, `logits` and `predict_logits` as for the
-  SavedModel, run by the TF Lite interpreter."""
-
-  def __init__(self, path: str, num_threads: int | None = None):
-    super().__init__(path)
-    self.tflite_path = os.path.join(self.dir, TFLITE_FILE)
-    if not os.path.exists(self.tflite_path):
-      raise UserError(f"{self.dir}: no {TFLITE_FILE}; make it with "
-                      f"python -m bert.quantize --export_dir={self.dir}")
-    interpreter = _interpreter(self.tflite_path,
-                               num_threads or os.cpu_count())
-    self._runner = interpreter.get_signature_runner("serving_default")
-    self.serving_default = self._serve
-    # Dynamic-range quantisation stores the weights as int8 tensors.
-    self.precision = "int8" if any(
-        t["dtype"] == np.int8 for t in interpreter.get_tensor_details()
-    ) else "float32"
-
-  def _serve(self, input_ids, input_mask, segment_ids) -> dict:
-    """int32 [B, S] inputs -> numpy logits, probabilities [B, C]."""
-    return self._runner(
-        input_ids=np.asarray(input_ids, np.int32),
-        input_mask=np.asarray(input_mask, np.int32),
-        segment_ids=np.asarray(segment_ids, np.int32))
-
-  def logits(self, input_ids, input_mask, segment_ids) -> np.ndarray:
-    return self._serve(input_ids, input_mask, segment_ids)["logits"]
-
-  def predict_logits(self, features: dict[str, np.ndarray],
-                     batch_size: int = 64) -> np.ndarray:
-    """Logits [N, C] in input order, in batches trimmed to their longest
-    example (the interpreter cannot run inside a tf.function)."""
-    logits = None
-    for batch in data.features_dataset(features, batch_size):
-      trimmed = data.trim_batch(batch)
-      out = self.logits(*(trimmed[k].numpy() for k in data.SEQ_FEATURES))
-      if logits is None:
-        logits = np.zeros([len(features["input_ids"]), out.shape[-1]],
-                          np.float32)
-      logits[batch["example_index"].numpy()] = out
-    return logits
 
 
 def define_flags() -> None:

@@ -48,9 +48,9 @@ from absl import app, flags, logging
 from bert import baseline as ngram_baseline
 from bert import files, modeling, processors
 from bert.errors import UserError, exit_on_error
-from bert.export_reader import ExportedClassifier
+from bert.export_reader import (TFLITE_FILE, ExportedClassifier,
+                                TfliteClassifier)
 from bert.threads import use_serving_threads
-from bert.quantize import TFLITE_FILE, TfliteClassifier
 
 FLAGS = flags.FLAGS
 

@@ -201,6 +201,18 @@ def run_main(main, **flag_values):
     return main([])
 
 
+def run_script_main(module, **flag_values):
+  """Calls the `main` of a script that defines its flags in
+  `define_flags(flag_values)` (e.g. bert.prepare_data), with those flags in a
+  FlagValues of their own parsed from `--name=value`: the defaults are the
+  script's, whatever else the process imported."""
+  from absl import flags
+  own = flags.FlagValues()
+  module.define_flags(own)
+  own(["prog"] + [f"--{k}={v}" for k, v in flag_values.items()])
+  return module.main(["prog"], own)
+
+
 def write_emotion_data(directory: str, n_train: int = 96, n_dev: int = 32,
                        n_test: int = 16, test_labels: bool = True,
                        seed: int = 0) -> str:

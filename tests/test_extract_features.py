@@ -5,8 +5,6 @@ import re
 import subprocess
 import sys
 
-from absl import flags
-from absl.testing import flagsaver
 import numpy as np
 import pytest
 
@@ -14,7 +12,6 @@ from bert import extract_features, modeling, tokenization
 from bert.errors import UserError
 from tests import helpers
 
-FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Each line with the tokens Google's rules give at max_seq_length=10 (a pair
@@ -59,11 +56,8 @@ def files(tmp_path):
 
 
 def run(**flag_values):
-  """Parses a fresh command line, runs main, then restores every flag."""
-  argv = ["extract_features"] + [f"--{k}={v}" for k, v in flag_values.items()]
-  with flagsaver.flagsaver():
-    FLAGS(argv)
-    extract_features.main([])
+  """Runs main with a fresh command line of the script's own flags."""
+  helpers.run_script_main(extract_features, **flag_values)
 
 
 def read_jsonl(path):

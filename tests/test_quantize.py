@@ -25,9 +25,9 @@ def exported(tmp_path_factory):
 def test_int8_copy_follows_the_float_export(exported):
   path = quantize.write_tflite(exported["export_dir"])
   version = os.path.join(exported["export_dir"], "1")
-  assert path == os.path.join(version, quantize.TFLITE_FILE)
+  assert path == os.path.join(version, export_reader.TFLITE_FILE)
   float_model = export_reader.ExportedClassifier(version)
-  int8_model = quantize.TfliteClassifier(exported["export_dir"])
+  int8_model = export_reader.TfliteClassifier(exported["export_dir"])
   assert int8_model.precision == "int8"
   texts = [line.rsplit("&", 1)[0] for line in open(
       os.path.join(exported["data_dir"], "dev.csv"), encoding="utf-8")]
@@ -54,7 +54,7 @@ def test_float32_copy_gives_the_savedmodel_logits(exported):
   path = quantize.write_tflite(exported["export_dir"], "float32")
   version = os.path.join(exported["export_dir"], "1")
   float_model = export_reader.ExportedClassifier(version)
-  copy = quantize.TfliteClassifier(version)
+  copy = export_reader.TfliteClassifier(version)
   assert copy.precision == "float32"
   texts = [line.rsplit("&", 1)[0] for line in open(
       os.path.join(exported["data_dir"], "dev.csv"), encoding="utf-8")]
@@ -67,7 +67,7 @@ def test_float32_copy_gives_the_savedmodel_logits(exported):
   assert os.path.getsize(path) > 0.8 * os.path.getsize(weights)
   # Converted from `tflite_serving`: no row blocks (serving_default's graph
   # has them, for TensorFlow's executor).
-  interpreter = quantize._interpreter(path, 1)
+  interpreter = export_reader._interpreter(path, 1)
   assert "SPLIT_V" not in {op["op_name"]
                            for op in interpreter._get_ops_details()}
   loaded = export_reader.load(version)
@@ -84,12 +84,12 @@ def test_float32_copy_gives_the_savedmodel_logits(exported):
 
 def test_missing_copy_and_missing_export_are_one_line(exported, tmp_path):
   version = os.path.join(exported["export_dir"], "1")
-  tflite = os.path.join(version, quantize.TFLITE_FILE)
+  tflite = os.path.join(version, export_reader.TFLITE_FILE)
   if os.path.exists(tflite):
     os.remove(tflite)
   with pytest.raises(UserError, match="no model.tflite; make it with "
                      "python -m bert.quantize"):
-    quantize.TfliteClassifier(version)
+    export_reader.TfliteClassifier(version)
   with pytest.raises(UserError):
     quantize.write_tflite(str(tmp_path / "nothing"))
 
@@ -102,5 +102,5 @@ def test_cli_writes_the_copy(exported):
       capture_output=True, text=True, cwd=ROOT,
       env={**os.environ, "PYTHONPATH": ROOT})
   assert result.returncode == 0, result.stderr[-2000:]
-  assert result.stdout.strip().endswith(quantize.TFLITE_FILE)
+  assert result.stdout.strip().endswith(export_reader.TFLITE_FILE)
   assert os.path.exists(result.stdout.strip())

@@ -12,10 +12,11 @@ import subprocess
 import sys
 
 import pytest
-from absl.testing import flagsaver
 
+from bert import char_vocab
 from bert import prepare_data
 from bert.errors import UserError
+from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = [os.path.join(ROOT, "configs", n)
@@ -72,7 +73,7 @@ def test_emotion_folder_gets_vocab_configs_and_plan(tmp_path, capsys):
   assert _listing(data) == before  # Nothing written into the user's folder.
 
   vocab = (out / "vocab.txt").read_text(encoding="utf-8").splitlines()
-  assert vocab == prepare_data.build_vocab(TEXTS, 2, True)
+  assert vocab == char_vocab.build_vocab(TEXTS, 2, True)
   assert plan["TASK_NAME"] == "emotion" and plan["HAS_TEST"] == 1
   assert plan["VOCAB_SIZE"] == len(vocab)
   for source, sized in zip(CONFIGS, plan["SIZED_CONFIGS"]):
@@ -109,7 +110,7 @@ def test_csv_folder_without_test_and_own_vocab(tmp_path, capsys):
   # The folder's own vocab.txt is used as it is, and none is built.
   own = _csv_dir(tmp_path / "with_vocab")
   (own / "vocab.txt").write_text(
-      "\n".join(prepare_data.build_vocab(TEXTS, 1, True)) + "\n",
+      "\n".join(char_vocab.build_vocab(TEXTS, 1, True)) + "\n",
       encoding="utf-8")
   plan = prepare_data.prepare_user_data(str(own), str(tmp_path / "out2"),
                                         CONFIGS)
@@ -117,7 +118,7 @@ def test_csv_folder_without_test_and_own_vocab(tmp_path, capsys):
   assert not (tmp_path / "out2" / "vocab.txt").exists()
   with open(plan["SIZED_CONFIGS"][1]) as f:
     assert json.load(f)["vocab_size"] == len(
-        prepare_data.build_vocab(TEXTS, 1, True))
+        char_vocab.build_vocab(TEXTS, 1, True))
 
 
 @pytest.mark.parametrize("setup,message", [
@@ -188,13 +189,10 @@ def test_choose_seq_length():
 def test_main_prints_one_line_errors(tmp_path, capsys):
   data = _emotion_dir(tmp_path / "d")
   (data / "train.csv").unlink()
-  with flagsaver.flagsaver(user_data_dir=str(data),
-                           output_dir=str(tmp_path / "out"),
-                           sized_configs=CONFIGS):
-    if not prepare_data.FLAGS.is_parsed():
-      prepare_data.FLAGS.mark_as_parsed()
-    with pytest.raises(SystemExit) as e:
-      prepare_data.main(["prepare_data"])
+  with pytest.raises(SystemExit) as e:
+    helpers.run_script_main(prepare_data, user_data_dir=data,
+                            output_dir=tmp_path / "out",
+                            sized_configs=",".join(CONFIGS))
   assert e.value.code == 2
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and "/d/train.csv: file not found" in err

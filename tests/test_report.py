@@ -14,6 +14,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from bert import modeling, report, run_classifier
+from bert import export_reader
 from bert import threads
 from bert.errors import UserError
 from tests import helpers
@@ -189,7 +190,7 @@ def test_int8_copies_are_measured_beside_their_float_exports(models):
   # The float export's size leaves the int8 copy out.
   assert float_report.size_bytes == sum(
       p.stat().st_size for p in pathlib.Path(float_report.path).rglob("*")
-      if p.is_file() and p.name != quantize.TFLITE_FILE)
+      if p.is_file() and p.name != export_reader.TFLITE_FILE)
   assert int8_report.parameters == float_report.parameters
   # Int8 weights: most predictions are the float model's.
   assert int8_report.test_agreement >= 0.8

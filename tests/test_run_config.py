@@ -302,7 +302,18 @@ def test_pretraining_help_lists_only_its_flags():
   assert log_steps.splitlines()[1].strip() == "(default: '100')"
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+def _all_scripts() -> list[str]:
+  """The bert/ modules that run as scripts (`if __name__ == "__main__"`)."""
+  names = []
+  for name in sorted(os.listdir(os.path.join(ROOT, "bert"))):
+    if name.endswith(".py"):
+      with open(os.path.join(ROOT, "bert", name), encoding="utf-8") as f:
+        if 'if __name__ == "__main__":' in f.read():
+          names.append(name[:-3])
+  return names
+
+
+@pytest.mark.parametrize("script", _all_scripts())
 def test_no_script_imports_another(script):
   with open(os.path.join(ROOT, "bert", f"{script}.py"), encoding="utf-8") as f:
     tree = ast.parse(f.read())
@@ -313,8 +324,28 @@ def test_no_script_imports_another(script):
       imported.add(node.module)
     elif isinstance(node, ast.Import):
       imported |= {a.name for a in node.names}
-  others = {s for s in SCRIPTS if s != script}
+  others = {s for s in _all_scripts() if s != script}
   assert not {name.split(".")[-1] for name in imported if name} & others
+
+
+def test_importing_a_module_defines_no_flags():
+  """Flags are defined only when a script runs: a definition at import would
+  change the defaults of whichever script shares the name (a `--seed`
+  redefined this way once changed the dataset another script built)."""
+  code = ("import importlib, pkgutil\n"
+          "from absl import app, flags, logging\n"
+          "import tensorflow\n"
+          "import bert\n"
+          "before = set(flags.FLAGS)\n"
+          "for m in pkgutil.iter_modules(bert.__path__):\n"
+          "  importlib.import_module('bert.' + m.name)\n"
+          "print(sorted(set(flags.FLAGS) - before))\n")
+  result = subprocess.run(
+      [sys.executable, "-c", code], capture_output=True, text=True,
+      timeout=300, cwd=ROOT,
+      env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 @pytest.mark.parametrize("config_class", [RunConfig, DistillConfig,
