@@ -47,8 +47,8 @@ def test_minilm_matches_transformers(minilm, tmp_path):
   input_file.write_text("".join(
       (" ||| ".join(t) if isinstance(t, tuple) else t) + "\n" for t in TEXTS),
       encoding="utf-8")
-  helpers.run_main(
-      extract_features.main, input_file=str(input_file),
+  helpers.run_script_main(
+      extract_features, input_file=str(input_file),
       output_file=str(tmp_path / "out.jsonl"),
       vocab_file=os.path.join(out, "vocab.txt"),
       bert_config_file=os.path.join(out, "bert_config.json"),
