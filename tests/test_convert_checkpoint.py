@@ -155,6 +155,35 @@ def test_round_trip_is_bit_identical(tmp_path, num_labels, heads,
       str(tmp_path / "back" / "bert_config.json")) == config
 
 
+def test_google_release_in_float16_loads_into_float32(tmp_path):
+  d, config, weights, config_file, vocab = tiny_google(tmp_path, None, True)
+  summary = cc.release_google(str(d / "model.ckpt-7"), config_file, vocab,
+                              str(tmp_path / "release"), "float16")
+  release = tmp_path / "release"
+  assert sorted(p.name for p in release.iterdir() if "ckpt" not in p.name
+                ) == ["bert_config.json", "vocab.txt"]
+  reader = tf.train.load_checkpoint(summary["checkpoint"])
+  dtypes = reader.get_variable_to_dtype_map()
+  # Weights and heads kept, training state left out, each stored as float16.
+  assert set(dtypes) == {n for n in weights
+                         if not checkpoints.is_training_state(n)
+                         or n.startswith("cls/")}
+  assert set(dtypes.values()) == {tf.float16}
+  assert summary["parameters"] == sum(weights[n].size for n in dtypes)
+  model = modeling.BertModel(config)
+  report = checkpoints.load_by_name(modeling.variables_by_name(model),
+                                    str(release / "bert_model.ckpt"),
+                                    strict=True)
+  assert report.missing == []
+  for name, variable in modeling.variables_by_name(model).items():
+    assert variable.dtype == tf.float32
+    np.testing.assert_array_equal(
+        variable.numpy(), weights[name].astype(np.float16).astype(np.float32),
+        err_msg=name)
+  with pytest.raises(UserError, match="input's directory"):
+    cc.release_google(str(d / "model.ckpt-7"), config_file, vocab, str(d))
+
+
 def test_student_loads_in_transformers_with_the_same_logits(tmp_path):
   transformers = pytest.importorskip("transformers")
   torch = pytest.importorskip("torch")

@@ -1,10 +1,6 @@
 """run_classifier.py end to end on tiny data (2 layers, hidden 32)."""
 
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,7 +11,6 @@ from bert import export_reader
 from bert.errors import UserError
 from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
@@ -136,30 +131,3 @@ def test_bad_input_errors_and_output_dir_kept(files, tmp_path):
   with pytest.raises(UserError, match="--max_seq_length=64 is more than"):
     run(files, do_train=True, max_seq_length=64)
   assert open(keep).read() == "mine"
-
-
-@pytest.mark.slow
-def test_kill_and_resume_reaches_the_same_step(files):
-  """kill -9 during training, then the same command again."""
-  args = [sys.executable, os.path.join(ROOT, "bert", "run_classifier.py"),
-          "--task_name=emotion", "--do_train", "--max_seq_length=16",
-          "--train_batch_size=8", "--num_train_epochs=40",
-          "--save_checkpoints_steps=25", "--log_steps=25"] + [
-              f"--{k}={v}" for k, v in files.items() if k != "export_dir"]
-  env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
-  process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-  deadline = time.time() + 120
-  while tf.train.latest_checkpoint(files["output_dir"]) is None:
-    assert time.time() < deadline and process.poll() is None
-    time.sleep(0.2)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
-  from bert import checkpoints
-  killed_at = checkpoints.read_global_step(files["output_dir"])
-  assert 0 < killed_at < 480
-  result = subprocess.run(args, env=env, capture_output=True, text=True,
-                          timeout=300)
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert f"Resuming from" in result.stderr
-  assert checkpoints.read_global_step(files["output_dir"]) == 480
