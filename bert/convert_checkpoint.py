@@ -421,11 +421,11 @@ def convert_hf_to_google(hf_dir: str, output_dir: str) -> dict:
           "hidden_act": config.hidden_act}
 
 
-def convert_google_to_hf(init_checkpoint: str, bert_config_file: str,
-                         vocab_file: str, output_dir: str,
-                         label_list: Sequence[str] | None = None) -> dict:
-  """Converts a Google-layout checkpoint; returns a summary."""
-  from safetensors.numpy import save_file
+def read_google(init_checkpoint: str, bert_config_file: str,
+                vocab_file: str) -> tuple[modeling.BertConfig, str, dict]:
+  """A Google-layout checkpoint's model weights (pre-training heads and
+  classifier included, training state left out), checked against its config
+  and vocab -> (config, checkpoint prefix, {name: array})."""
   import tensorflow as tf
   config = modeling.BertConfig.from_json_file(bert_config_file)
   check_vocab(vocab_file, config)
@@ -434,7 +434,16 @@ def convert_google_to_hf(init_checkpoint: str, bert_config_file: str,
   google = {n: reader.get_tensor(n)
             for n in reader.get_variable_to_shape_map()
             if not checkpoints.is_training_state(n) or n.startswith("cls/")}
-  google = check_weights(google, config, prefix)
+  return config, prefix, check_weights(google, config, prefix)
+
+
+def convert_google_to_hf(init_checkpoint: str, bert_config_file: str,
+                         vocab_file: str, output_dir: str,
+                         label_list: Sequence[str] | None = None) -> dict:
+  """Converts a Google-layout checkpoint; returns a summary."""
+  from safetensors.numpy import save_file
+  config, prefix, google = read_google(init_checkpoint, bert_config_file,
+                                       vocab_file)
   num_labels = (google["output_weights"].shape[0]
                 if "output_weights" in google else None)
   hf, architecture = google_to_hf(google)
@@ -460,15 +469,8 @@ def release_google(init_checkpoint: str, bert_config_file: str,
   """Writes a Google-layout release folder (bert_config.json, vocab.txt,
   bert_model.ckpt) of a checkpoint's weights, pre-training heads included,
   optimiser state left out; returns a summary."""
-  import tensorflow as tf
-  config = modeling.BertConfig.from_json_file(bert_config_file)
-  check_vocab(vocab_file, config)
-  prefix = checkpoints.resolve_checkpoint(init_checkpoint)
-  reader = tf.train.load_checkpoint(prefix)
-  google = {n: reader.get_tensor(n)
-            for n in reader.get_variable_to_shape_map()
-            if not checkpoints.is_training_state(n) or n.startswith("cls/")}
-  google = check_weights(google, config, prefix)
+  config, prefix, google = read_google(init_checkpoint, bert_config_file,
+                                       vocab_file)
   google = {n: v.astype(weights_dtype) if v.dtype == np.float32 else v
             for n, v in google.items()}
   _check_writable(output_dir, [os.path.dirname(prefix)])
