@@ -258,7 +258,7 @@ def test_quickstart_dry_run_on_both_formats(tmp_path, shim_venv):
     out, exp = tmp_path / f"out_{name}", tmp_path / f"exp_{name}"
     # DATA_DIR relative to where the script is started.
     run = _quickstart({"VENV": str(shim_venv), "DATA_DIR": name,
-                       "QUICKSTART_DRY_RUN": "1",
+                       "QUICKSTART_DRY_RUN": "1", "QUICKSTART_PRETRAINED": "",
                        "QUICKSTART_OUTPUT_DIR": str(out),
                        "QUICKSTART_EXPORT_DIR": str(exp)}, tmp_path)
     assert run.returncode == 0, run.stderr
@@ -267,13 +267,26 @@ def test_quickstart_dry_run_on_both_formats(tmp_path, shim_venv):
     assert len(detected) == 1 and f"{tmp_path / name}:" in detected[0]
     plan = next(l for l in lines if l.startswith("plan: "))
     assert f"plan: task {task}, vocab {out}/vocab.txt" in plan
-    assert f"teacher {out}/configs/teacher_3l_config.json" in plan
+    assert f"teacher {out}/configs/teacher_3l_config.json (from scratch)" in plan
     assert "max_seq_length 32" in plan
     assert "stopping before training" in lines[-1]
     assert sorted(os.listdir(out)) == ["configs", "data_plan.sh",
                                        "data_source.json", "sample_texts.txt",
                                        "vocab.txt"]
     assert not exp.exists()
+
+  # By default the pre-trained model's vocab fits these Chinese reviews, and
+  # the teacher starts from the model.
+  out = tmp_path / "out_pretrained"
+  run = _quickstart({"VENV": str(shim_venv), "DATA_DIR": "lines",
+                     "QUICKSTART_DRY_RUN": "1",
+                     "QUICKSTART_OUTPUT_DIR": str(out)}, tmp_path)
+  assert run.returncode == 0, run.stderr
+  plan = next(l for l in run.stdout.splitlines() if l.startswith("plan: "))
+  assert ("vocab models/snownlp_3l/vocab.txt, teacher "
+          "models/snownlp_3l/bert_config.json (fine-tuned from "
+          "models/snownlp_3l)") in plan
+  assert "vocab.txt" not in os.listdir(out)
 
 
 def test_quickstart_stops_on_a_bad_folder_before_writing(tmp_path, shim_venv):
