@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Distils the exported teacher into a small student:
 # (1 - ALPHA) * CE(labels) + ALPHA * T^2 * CE(teacher at T, student at T)
-# (TEMPERATURE and ALPHA default to the script's T=10, alpha=0.5; T=2 with
-# MODEL_DIR).
+# (TEMPERATURE=2 and ALPHA=0.5 by default).
 #
 #   bash scripts/distill.sh [extra run_classifier_distill.py flags]
 #   TEACHER_DIR=export/teacher/3 STUDENT_CONFIG=configs/student_1l_config.json \
@@ -32,6 +31,7 @@ if [ -n "$INIT_LAYERS" ]; then
 fi
 FROM_TEACHER=""
 [ -z "$INIT_LAYERS" ] || FROM_TEACHER=" ($STUDENT_LAYERS of the teacher's $TEACHER_LAYERS layers, initialised from layers $INIT_LAYERS)"
+[ -z "$STUDENT_INIT_CHECKPOINT" ] || FROM_TEACHER="$FROM_TEACHER (from $STUDENT_INIT_CHECKPOINT)"
 echo "distill.sh: student $STUDENT_CONFIG$FROM_TEACHER, learning rate $LEARNING_RATE, temperature ${TEMPERATURE:-10 (default)}, alpha ${ALPHA:-0.5 (default)}, $MAX_SEQ_LENGTH tokens, $NUM_TRAIN_EPOCHS epochs" >&2
 
 python "$ROOT"/bert/run_classifier_distill.py \
@@ -39,6 +39,7 @@ python "$ROOT"/bert/run_classifier_distill.py \
   --do_train --do_eval --do_predict \
   --teacher_model="$TEACHER_DIR" \
   ${INIT_LAYERS:+--init_from_teacher_layers="$INIT_LAYERS"} \
+  ${STUDENT_INIT_CHECKPOINT:+--init_checkpoint="$STUDENT_INIT_CHECKPOINT"} \
   ${TEMPERATURE:+--temperature="$TEMPERATURE"} ${ALPHA:+--alpha="$ALPHA"} \
   --cache_teacher_logits \
   --data_dir="$DATA_DIR" \

