@@ -19,7 +19,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 source scripts/setup_env.sh
 
-NUM_TRAIN_STEPS="${NUM_TRAIN_STEPS:-4000}"
+NUM_TRAIN_STEPS="${NUM_TRAIN_STEPS:-8000}"  # What models/snownlp_3l was built with.
 PRETRAIN_OUTPUT_DIR="${PRETRAIN_OUTPUT_DIR:-output/pretrain_snownlp_3l}"
 MODEL_OUT="${MODEL_OUT:-models/snownlp_3l}"
 

